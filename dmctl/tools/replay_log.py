@@ -1,0 +1,963 @@
+"""``dmctl replay-log``: a drop-in replacement for xfstests' ``src/log-writes/replay-log``.
+
+Same options (GNU ``getopt_long``: options anywhere, unique prefixes, ``--opt=value``),
+same stdout/stderr text, same exit codes and the same replayed bytes, so that xfstests'
+``common/dmlogwrites`` works unchanged.  The C tool's quirks are kept on purpose:
+
+* an empty log (``nr_entries == 0``) or ``--start-entry`` past the end prints
+  ``Invalid entry number`` and exits 1 whatever else was asked;
+* ``--fsck`` without ``--check`` (or the reverse) prints the usage only after the log
+  was opened and the start entry found;
+* in ``--find`` mode a read error or malformed entry exits 255 (C's ``return -1``);
+* stdout is buffered as glibc buffers it (whole blocks when not a terminal, lines on a
+  terminal), so its interleaving with stderr and with ``--fsck`` commands is the C one;
+* discards outside ``--start-sector``/``--end-sector`` are still replayed; on a target
+  without BLKDISCARD (a regular file) they become zeros (``-v`` says so once), and a
+  discard chunk over 128 MiB is skipped;
+* ``--end-mark`` together with ``--next-flush``/``--next-fua`` stops at the mark only.
+
+Additions (after the original options, so that prefixes resolve as before):
+``--json`` prints one JSON object per entry (replay: each entry processed; ``--find``: the
+entry found; neither: the entries from the start point up to the stop condition) instead
+of text lines; a progress bar is drawn on stderr during long replays when stderr is a
+terminal (``--no-progress`` turns it off).
+
+Where the C tool has undefined behaviour dmctl says so instead: a super with a sectorsize
+below 33 bytes (C divides by zero or reads out of bounds) prints
+``Invalid sectorsize N`` and exits 1.
+"""
+
+import os
+import struct
+import sys
+
+from dmctl.formats import log_writes as _lw
+
+PROG = "replay-log"
+
+_U64 = (1 << 64) - 1
+_MAX_RW = 0x7FFFF000              # Linux caps one read()/write() at this many bytes
+_MAX_ZERO = 128 * 1024 * 1024     # log->max_zero_size
+_DISCARD_CHUNK = 1 << 30          # log_discard's max_chunk
+_BLKDISCARD = 0x1277              # _IO(0x12, 119)
+_IOV_MAX = 1024
+_COALESCE_MAX = 64 << 20
+_WINDOW = 8 << 20
+_FLUSH, _FUA, _DISCARD, _MARK = _lw.FLUSH, _lw.FUA, _lw.DISCARD, _lw.MARK
+_ENTRY = _lw.ENTRY
+_C_ENTRY = _lw.C_ENTRY_SIZE
+_MARK_MAX = 4097 - _C_ENTRY       # strndup limit for --start-mark/--end-mark
+
+# (name, has_arg, val): val 0 means "long only", as in replay-log's table.
+_LONGOPTS = (
+    ("next-flush", False, 0), ("next-fua", False, 0), ("start-entry", True, 0),
+    ("end-mark", True, 0), ("log", True, 0), ("replay", True, 0), ("limit", True, 0),
+    ("verbose", False, "v"), ("find", False, 0), ("num-entries", False, 0),
+    ("no-discard", False, 0), ("fsck", True, 0), ("check", True, 0),
+    ("start-mark", True, 0), ("start-sector", True, 0), ("end-sector", True, 0),
+    # dmctl additions
+    ("json", False, 0), ("no-progress", False, 0),
+)
+
+_USAGE = b"""Usage: replay-log --log <logfile> [options]
+\t--replay <device> - replay onto a specific device
+\t--limit <number> - number of entries to replay
+\t--next-flush - replay to/find the next flush
+\t--next-fua - replay to/find the next fua
+\t--start-entry <entry> - start at the given entry #
+\t--start-mark <mark> - mark to start from
+\t--end-mark <mark> - replay to/find the given mark
+\t--find - put replay-log in find mode, will search based on the other options
+\t--number-entries - print the number of entries in the log
+\t--no-discard - don't process discard entries
+\t--fsck - the fsck command to run, must specify --check
+\t--check [<number>|flush|fua|discard] when to check the file system, mush specify --fsck
+\t--start-sector <sector> - replay ops on region from <sector> onto <device>
+\t--end-sector <sector> - replay ops on region to <sector> onto <device>
+\t-v or --verbose - print replayed ops
+\t-vv - print also skipped ops
+"""
+
+_CHECK_NUMBER, _CHECK_FUA, _CHECK_FLUSH, _CHECK_DISCARD = 1, 2, 3, 4
+
+
+class _Exit(Exception):
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+def _c_int(v):
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def _off_t(v):
+    v &= _U64
+    return v - (1 << 64) if v >> 63 else v
+
+
+_SPACE = b" \t\n\v\f\r"
+
+
+def _strtoull(s):
+    """C ``strtoull(s, &end, 0)``: returns (value, rest) where rest is what end points at."""
+    i, n = 0, len(s)
+    while i < n and s[i] in _SPACE:
+        i += 1
+    neg = False
+    if i < n and s[i] in b"+-":
+        neg = s[i] == 0x2D
+        i += 1
+    base = 10
+    if s[i:i + 1] == b"0":
+        if s[i + 1:i + 2] in (b"x", b"X") and s[i + 2:i + 3] and s[i + 2:i + 3] in b"0123456789abcdefABCDEF":
+            base = 16
+            i += 2
+        else:
+            base = 8
+    digits = b"0123456789abcdefABCDEF"[:base if base != 16 else 22]
+    j = i
+    while j < n and s[j:j + 1] in digits and s[j:j + 1]:
+        j += 1
+    if j == i:
+        return 0, s                         # no conversion: end = nptr
+    value = int(s[i:j], base)
+    if value > _U64:
+        value = _U64                        # ERANGE; the sign is not applied
+    elif neg:
+        value = (-value) & _U64
+    return value, s[j:]
+
+
+class _CStdout:
+    """stdout as glibc buffers it: by lines on a terminal, else by st_blksize blocks."""
+
+    def __init__(self, stream, before_emit):
+        self._before_emit = before_emit
+        self._stream = getattr(stream, "buffer", None)
+        self._text = stream if self._stream is None else None
+        self.buf = bytearray()
+        self.emitted = 0
+        self.line = False
+        self.block = 8192
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        if fd is not None:
+            try:
+                self.line = os.isatty(fd)
+                st = os.fstat(fd)
+                if st.st_blksize > 0:
+                    self.block = st.st_blksize
+            except OSError:
+                pass
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+        self.broken = False
+
+    def tell(self):
+        return self.emitted + len(self.buf)
+
+    def truncate(self, pos):
+        keep = pos - self.emitted
+        if 0 <= keep < len(self.buf):
+            del self.buf[keep:]
+
+    def write(self, data):
+        self.buf += data
+        if self.line:
+            nl = self.buf.rfind(b"\n")
+            if nl >= 0:
+                self._emit(nl + 1)
+        else:
+            k = len(self.buf)
+            if k > self.block:
+                self._emit(k - (k - self.block) % self.block)
+
+    def flush(self):
+        if self.buf:
+            self._emit(len(self.buf))
+
+    def _emit(self, n):
+        self._before_emit()
+        chunk = bytes(self.buf[:n])
+        del self.buf[:n]
+        self.emitted += n
+        if self.broken:
+            return
+        try:
+            if self._stream is not None:
+                self._stream.write(chunk)
+                self._stream.flush()
+            else:
+                self._text.write(chunk.decode("utf-8", "surrogateescape"))
+                self._text.flush()
+        except BrokenPipeError:
+            self.broken = True
+
+
+class _Window:
+    """Positional reads of the log through one large window (fewer syscalls)."""
+
+    __slots__ = ("fd", "base", "end", "buf", "view")
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.base = self.end = 0
+        self.buf = b""
+        self.view = memoryview(b"")
+
+    def read(self, off, n):
+        if self.base <= off and off + n <= self.end:
+            return self.view[off - self.base:off - self.base + n]
+        if n > _WINDOW:
+            return memoryview(_lw.pread_full(self.fd, n, off))
+        self.buf = _lw.pread_full(self.fd, _WINDOW, off)
+        self.view = memoryview(self.buf)
+        self.base = off
+        self.end = off + len(self.buf)
+        return self.view[:n]
+
+
+class _Replay:
+    """All of replay-log's state (struct log plus main()'s locals)."""
+
+    def __init__(self, prog, out, err):
+        self.prog = prog
+        self.out_stream = out
+        self.err_stream = err
+        self.errno = 0
+        self.verbose = 0
+        self.logfd = -1
+        self.replayfd = -1
+        self.ignore_discard = False
+        self.discard_not_supp = False
+        self.pending = []                 # coalesced data writes: (view, out_pos)
+        self.pend_start = self.pend_end = self.pend_total = 0
+        self.replay_limit = None          # bytes: a block device's size
+        self.json = False
+        self.progress = None
+        self.stdout = None
+
+    # -- output -------------------------------------------------------------------
+    def err(self, msg):
+        if self.progress is not None:
+            self.progress.clear()
+        stream = getattr(self.err_stream, "buffer", None)
+        try:
+            if stream is not None:
+                stream.write(msg)
+                stream.flush()
+            else:
+                self.err_stream.write(msg.decode("utf-8", "surrogateescape"))
+                self.err_stream.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    def usage(self):
+        self.err(_USAGE)
+        raise _Exit(1)
+
+    def printf(self, data):
+        self.stdout.write(data)
+
+    # -- replay target writes ----------------------------------------------------
+    def queue_write(self, view, offset, out_pos):
+        size = len(view)
+        if self.pending and (offset != self.pend_end or len(self.pending) >= _IOV_MAX
+                             or self.pend_total + size > _COALESCE_MAX):
+            self.flush_writes()
+        if self.replay_limit is not None and offset + size > self.replay_limit:
+            self.flush_writes()
+            self._pwrite_one(view, offset)
+            return
+        if not self.pending:
+            self.pend_start = offset
+            self.pend_end = offset
+            self.pend_total = 0
+        self.pending.append((view, out_pos))
+        self.pend_end += size
+        self.pend_total += size
+
+    def _pwrite_one(self, view, offset):
+        try:
+            n = os.pwrite(self.replayfd, view, offset) if len(view) <= _MAX_RW else _MAX_RW
+        except OSError as e:
+            self.errno = e.errno
+            n = -1
+        if n != len(view):
+            self.err(b"Error writing data: %d\n" % self.errno)
+            raise _Exit(-1)
+
+    def flush_writes(self):
+        pending = self.pending
+        if not pending:
+            return
+        self.pending = []
+        if len(pending) == 1:
+            self._flush_one(pending, 0)
+            return
+        views = [v for v, _ in pending]
+        try:
+            n = os.pwritev(self.replayfd, views, self.pend_start)
+        except OSError:
+            n = -1
+        if n != self.pend_total:
+            # Redo entry by entry (the same bytes to the same places) so that the error
+            # is reported at the entry where the C tool would have stopped.
+            for i in range(len(pending)):
+                self._flush_one(pending, i)
+
+    def _flush_one(self, pending, i):
+        view, out_pos = pending[i]
+        offset = self.pend_start + sum(len(v) for v, _ in pending[:i])
+        try:
+            self._pwrite_one(view, offset)
+        except _Exit:
+            # What C printed after this entry never happened.
+            self.stdout.truncate(out_pos)
+            raise
+
+    # -- discards (log_discard / discard_range / zero_range) ----------------------
+    def discard(self, sector, nr_sectors):
+        if self.ignore_discard:
+            return
+        self.flush_writes()
+        s = self.sectorsize
+        start = (sector * s) & _U64
+        size = (nr_sectors * s) & _U64
+        while size:
+            length = min(size, _DISCARD_CHUNK)
+            if not self.discard_not_supp:
+                self._discard_range(start, length)
+            if self.discard_not_supp:
+                self._zero_range(start, length)
+            size -= length
+            start = (start + length) & _U64
+
+    def _discard_range(self, start, length):
+        import fcntl
+        try:
+            fcntl.ioctl(self.replayfd, _BLKDISCARD, struct.pack("=QQ", start, length))
+        except OSError as e:
+            self.errno = e.errno
+            if self.verbose and not self.json:
+                self.printf(b"replay device doesn't support discard, "
+                            b"switching to writing zeros\n")
+            self.discard_not_supp = True
+
+    def _zero_range(self, start, length):
+        if _MAX_ZERO < length:
+            if self.verbose and not self.json:
+                self.printf(b"discard len %d larger than max %d\n" % (length, _MAX_ZERO))
+            return
+        zeros = bytes(min(length, 8 << 20))
+        zv = memoryview(zeros)
+        while length:
+            chunk = min(length, len(zeros))
+            try:
+                n = os.pwrite(self.replayfd, zv[:chunk], start)
+            except OSError as e:
+                self.errno = e.errno
+                n = -1
+            if n != chunk:
+                self.err(b"Error zeroing file: %d\n" % self.errno)
+                raise _Exit(-1)
+            length -= n
+            start += n
+
+
+def _getopt(prog, args, rp):
+    """GNU getopt_long(argc, argv, "v", long_options): yields (key, optarg).
+
+    ``key`` is ``"v"`` or a long option's name.  Errors print glibc's message and the
+    usage, then exit 1, at the point where the C tool would.
+    """
+    posixly = "POSIXLY_CORRECT" in os.environ
+    i = 0
+    n = len(args)
+    while i < n:
+        a = args[i]
+        if a == b"--":
+            return
+        if a[:1] != b"-" or a == b"-":
+            if posixly:
+                return
+            i += 1
+            continue
+        if a[:2] == b"--":
+            body = a[2:]
+            name, eq, value = body.partition(b"=")
+            found = None
+            for opt in _LONGOPTS:
+                if opt[0].encode() == name:
+                    found = opt
+                    break
+            if found is None:
+                ambiguous = []
+                for opt in _LONGOPTS:
+                    if opt[0].encode().startswith(name):
+                        if found is None:
+                            found = opt
+                            ambiguous = [opt]
+                        elif (opt[1], opt[2]) != (found[1], found[2]):
+                            ambiguous.append(opt)
+                if len(ambiguous) > 1:
+                    rp.err(b"%s: option '--%s' is ambiguous; possibilities:%s\n" % (
+                        prog, body, b"".join(b" '--%s'" % o[0].encode() for o in ambiguous)))
+                    rp.usage()
+                if found is None:
+                    rp.err(b"%s: unrecognized option '--%s'\n" % (prog, body))
+                    rp.usage()
+            lname = found[0].encode()
+            i += 1
+            if found[1]:
+                if not eq:
+                    if i >= n:
+                        rp.err(b"%s: option '--%s' requires an argument\n" % (prog, lname))
+                        rp.usage()
+                    value = args[i]
+                    i += 1
+            else:
+                if eq:
+                    rp.err(b"%s: option '--%s' doesn't allow an argument\n" % (prog, lname))
+                    rp.usage()
+                value = None
+            yield (found[2] or found[0]), value
+            continue
+        for ch in a[1:]:
+            if ch != 0x76:                # only "v" is a short option
+                rp.err(b"%s: invalid option -- '%s'\n" % (prog, bytes([ch])))
+                rp.usage()
+            yield "v", None
+        i += 1
+
+
+def _parse_number(rp, value, what):
+    v, rest = _strtoull(value)
+    if rest:
+        rp.err(b"Invalid %s number\n" % what)
+        raise _Exit(1)
+    return v
+
+
+class _Progress:
+    """A one-line progress bar on a terminal's stderr."""
+
+    def __init__(self, stream, total_entries, total_bytes):
+        import time
+        self._time = time.monotonic
+        self.stream = stream
+        self.total_entries = max(total_entries, 1)
+        self.total_bytes = total_bytes
+        self.start = self._time()
+        self.next_draw = self.start + 0.5
+        self.shown = False
+
+    def tick(self, entry, pos_bytes):
+        now = self._time()
+        if now < self.next_draw:
+            return
+        self.next_draw = now + 0.1
+        frac = min(1.0, entry / self.total_entries)
+        width = 30
+        fill = int(frac * width)
+        rate = pos_bytes / max(now - self.start, 1e-6) / (1 << 20)
+        line = "\rreplay-log [%s%s] %3d%% %d/%d entries %.0f MiB/s" % (
+            "#" * fill, "." * (width - fill), int(frac * 100), entry, self.total_entries, rate)
+        self._write(line)
+        self.shown = True
+
+    def clear(self):
+        if self.shown:
+            self._write("\r\033[K")
+            self.shown = False
+
+    def _write(self, text):
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def main(argv, prog=PROG, stdout=None, stderr=None):
+    """Run ``replay-log`` with ``argv`` (no program name); returns the exit status."""
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    prog_b = os.fsencode(prog)
+    rp = _Replay(prog_b, out, err)
+    rp.stdout = _CStdout(out, rp.flush_writes)
+    try:
+        code = _run(rp, [os.fsencode(a) for a in argv])
+    except _Exit as e:
+        code = e.code
+    except BrokenPipeError:
+        code = 141
+    finally:
+        if rp.progress is not None:
+            rp.progress.clear()
+        try:
+            rp.flush_writes()
+        except _Exit:
+            code = 1
+        rp.stdout.flush()
+        for fd in (rp.replayfd, rp.logfd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+    if rp.stdout.broken and code == 0:
+        code = 141
+    return code & 0xFF
+
+
+def _run(rp, args):
+    logfile = replayfile = fsck_command = None
+    stop_flags = 0
+    start_entry = 0
+    start_sector = 0
+    end_sector = _U64
+    run_limit = 0
+    check_number = 0
+    end_mark = start_mark = None
+    find_mode = False
+    print_num_entries = False
+    discard = True
+    check_mode = 0
+    no_progress = False
+
+    for key, value in _getopt(rp.prog, args, rp):
+        if key == "v":
+            rp.verbose += 1
+        elif key == "next-flush":
+            stop_flags |= _FLUSH
+        elif key == "next-fua":
+            stop_flags |= _FUA
+        elif key == "start-entry":
+            start_entry = _parse_number(rp, value, b"entry")
+        elif key == "start-mark":
+            start_mark = value[:_MARK_MAX].split(b"\0")[0]
+        elif key == "end-mark":
+            end_mark = value[:_MARK_MAX].split(b"\0")[0]
+            stop_flags |= _MARK
+        elif key == "log":
+            logfile = value
+        elif key == "replay":
+            replayfile = value
+        elif key == "limit":
+            run_limit = _parse_number(rp, value, b"entry")
+        elif key == "find":
+            find_mode = True
+        elif key == "num-entries":
+            print_num_entries = True
+        elif key == "no-discard":
+            discard = False
+        elif key == "fsck":
+            fsck_command = value
+        elif key == "check":
+            if value == b"flush":
+                check_mode = _CHECK_FLUSH
+            elif value == b"fua":
+                check_mode = _CHECK_FUA
+            elif value == b"discard":
+                check_mode = _CHECK_DISCARD
+            else:
+                check_mode = _CHECK_NUMBER
+                check_number, rest = _strtoull(value)
+                if not check_number or rest:
+                    rp.err(b"Invalid entry number\n")
+                    raise _Exit(1)
+        elif key == "start-sector":
+            start_sector = _parse_number(rp, value, b"sector")
+        elif key == "end-sector":
+            end_sector = _parse_number(rp, value, b"sector")
+        elif key == "json":
+            rp.json = True
+        elif key == "no-progress":
+            no_progress = True
+
+    if logfile is None:
+        rp.usage()
+
+    _log_open(rp, logfile, replayfile)
+    rp.ignore_discard = not discard
+    rp.start_sector = start_sector
+    rp.end_sector = end_sector
+
+    if start_mark is not None:
+        _seek_to_mark(rp, start_mark)
+    else:
+        _seek_entry(rp, start_entry)
+
+    if (fsck_command is not None) != bool(check_mode):
+        rp.usage()
+
+    if find_mode:
+        return _find(rp, run_limit, stop_flags, end_mark)
+
+    if print_num_entries:
+        rp.printf(b"%d\n" % rp.nr_entries)
+        return 0
+
+    if replayfile is None:
+        if rp.json:
+            return _list_json(rp, run_limit, stop_flags, end_mark)
+        rp.printf(b"Log version=%d, sectorsize=%d, entries=%d\n" % (
+            _lw.VERSION, rp.sectorsize, rp.nr_entries))
+        return 0
+
+    if not no_progress:
+        rp.progress = _maybe_progress(rp)
+    ret = _replay(rp, run_limit, stop_flags, end_mark, fsck_command, check_mode, check_number)
+    if rp.progress is not None:
+        rp.progress.clear()
+    try:
+        os.fsync(rp.replayfd)
+    except OSError as e:
+        rp.errno = e.errno
+    return 1 if ret < 0 else 0
+
+
+def _maybe_progress(rp):
+    stream = rp.err_stream
+    try:
+        if not os.isatty(stream.fileno()):
+            return None
+        if rp.verbose and not rp.json and os.isatty(rp.out_stream.fileno()):
+            return None
+        size = os.fstat(rp.logfd).st_size
+    except (AttributeError, OSError, ValueError):
+        return None
+    if rp.nr_entries < 2:
+        return None
+    return _Progress(stream, rp.nr_entries, size)
+
+
+def _log_open(rp, logfile, replayfile):
+    cloexec = getattr(os, "O_CLOEXEC", 0)
+    try:
+        rp.logfd = os.open(logfile, os.O_RDONLY | cloexec)
+    except OSError as e:
+        rp.err(b"Couldn't open log %s: %d\n" % (logfile, e.errno))
+        raise _Exit(1)
+    if replayfile is not None:
+        try:
+            rp.replayfd = os.open(replayfile, os.O_WRONLY | cloexec)
+        except OSError as e:
+            rp.err(b"Couldn't open replay file %s: %d\n" % (replayfile, e.errno))
+            raise _Exit(1)
+        try:
+            st = os.fstat(rp.replayfd)
+            import stat
+            if stat.S_ISBLK(st.st_mode):
+                rp.replay_limit = os.lseek(rp.replayfd, 0, os.SEEK_END)
+                os.lseek(rp.replayfd, 0, os.SEEK_SET)
+        except OSError:
+            pass
+    try:
+        raw = os.read(rp.logfd, _lw.SUPER.size)
+    except OSError as e:
+        # C compares the -1 from read() as unsigned, passes, and finds garbage.
+        rp.errno = e.errno
+        rp.err(b"Magic doesn't match\n")
+        raise _Exit(1)
+    if len(raw) < _lw.SUPER.size:
+        rp.err(b"Error reading super: %d\n" % rp.errno)
+        raise _Exit(1)
+    sup = _lw.unpack_super(raw)
+    if sup.magic != _lw.MAGIC:
+        rp.err(b"Magic doesn't match\n")
+        raise _Exit(1)
+    if sup.version != _lw.VERSION:
+        rp.err(b"Version mismatch, wanted %d, have %d\n" % (_lw.VERSION, _c_int(sup.version)))
+        raise _Exit(1)
+    rp.sectorsize = sup.sectorsize
+    rp.nr_entries = sup.nr_entries
+    try:
+        rp.cur_pos = os.lseek(rp.logfd, _off_t(rp.sectorsize - _lw.SUPER.size), os.SEEK_CUR)
+    except OSError as e:
+        rp.errno = e.errno
+        rp.err(b"Error seeking to first entry: %d\n" % e.errno)
+        raise _Exit(1)
+    rp.cur_entry = 0
+    if rp.sectorsize < _ENTRY.size + 1 and rp.nr_entries:
+        rp.err(b"Invalid sectorsize %d\n" % rp.sectorsize)
+        raise _Exit(1)
+    rp.window = _Window(rp.logfd)
+
+
+def _lseek_cur(rp, delta, what):
+    """lseek(fd, delta, SEEK_CUR) on our own position: fails only below 0."""
+    new = rp.cur_pos + _off_t(delta)
+    if new < 0:
+        rp.errno = 22
+        rp.err(b"Error seeking in %s: 22\n" % what)
+        raise _Exit(-1)
+    rp.cur_pos = new
+
+
+def _valid(hdr, flags, nr_sectors):
+    if not flags and not nr_sectors:
+        return False
+    if flags != _MARK and hdr[32] != 0:
+        return False
+    return True
+
+
+def _seek_entry(rp, entry_num):
+    """log_seek_entry(): reads 40-byte headers from the first entry; -vv prints them."""
+    if entry_num >= rp.nr_entries:
+        rp.err(b"Invalid entry number\n")
+        raise _Exit(1)
+    s = rp.sectorsize
+    rp.cur_pos = s
+    rp.cur_entry = 0
+    vv = rp.verbose > 1 and not rp.json
+    try:
+        for i in range(entry_num):
+            hdr = _lw.pread_full(rp.logfd, _C_ENTRY, rp.cur_pos)
+            if len(hdr) != _C_ENTRY:
+                rp.err(b"Error reading entry: %d\n" % rp.errno)
+                raise _Exit(1)
+            sector, nr_sectors, flags, _ = _ENTRY.unpack_from(hdr)
+            if not _valid(hdr, flags, nr_sectors):
+                rp.err(b"Malformed entry @%d\n" % (rp.cur_pos // s))
+                raise _Exit(1)
+            if vv:
+                rp.printf(b"seek entry %d@%d: %d, size %d, flags 0x%x\n" % (
+                    _c_int(i), rp.cur_pos // s, sector, nr_sectors, flags))
+            seek = (s - _C_ENTRY) & _U64
+            if not flags & _DISCARD:
+                seek = (seek + nr_sectors * s) & _U64
+            new = rp.cur_pos + _C_ENTRY + _off_t(seek)
+            if new < 0:
+                rp.err(b"Error seeking in file: 22\n")
+                raise _Exit(1)
+            rp.cur_pos = new
+            rp.cur_entry += 1
+    except _Exit as e:
+        raise _Exit(1) from e
+
+
+def _seek_next(rp):
+    """log_seek_next_entry(read_data=1): returns (header, header_pos) or None at the end.
+
+    Raises _Exit(-1) on errors (after printing them), like C's ``return -1``.
+    """
+    if rp.cur_entry >= rp.nr_entries:
+        return None
+    s = rp.sectorsize
+    hdr = _lw.pread_full(rp.logfd, s, rp.cur_pos)
+    if len(hdr) != s:
+        rp.err(b"Error reading entry: %d\n" % rp.errno)
+        raise _Exit(-1)
+    sector, nr_sectors, flags, data_len = _ENTRY.unpack_from(hdr)
+    if not _valid(hdr, flags, nr_sectors):
+        rp.err(b"Malformed entry @%d\n" % (rp.cur_pos // s))
+        raise _Exit(-1)
+    hpos = rp.cur_pos
+    rp.cur_entry += 1
+    rp.cur_pos += s
+    if rp.verbose > 1 and not rp.json:
+        rp.printf(b"seek entry %d@%d: %d, size %d, flags 0x%x(%s)\n" % (
+            _c_int(rp.cur_entry - 1), rp.cur_pos // s, sector, nr_sectors, flags,
+            _lw.flags_to_str(flags).encode()))
+    size = (nr_sectors * s) & _U64
+    if size and not flags & _DISCARD:
+        _lseek_cur(rp, size, b"log")
+    return hdr, hpos
+
+
+def _should_stop(hdr, flags, stop_flags, mark):
+    if flags & stop_flags:
+        if not stop_flags & _MARK:
+            return True
+        if flags & _MARK:
+            data_len = int.from_bytes(hdr[24:32], "little")
+            return _lw.mark_matches(mark, hdr, data_len)
+    return False
+
+
+def _seek_to_mark(rp, mark):
+    while True:
+        try:
+            got = _seek_next(rp)
+        except _Exit:
+            raise _Exit(1)
+        if got is None:
+            rp.err(b"Couldn't find starting mark\n")
+            raise _Exit(1)
+        hdr = got[0]
+        flags = int.from_bytes(hdr[16:24], "little")
+        if _should_stop(hdr, flags, _MARK, mark):
+            return
+
+
+def _entry_dict(rp, hdr, hpos, index, extra=None):
+    sector, nr_sectors, flags, data_len = _ENTRY.unpack_from(hdr)
+    mark = _lw.mark_text(hdr, data_len) if flags & _MARK else None
+    e = _lw.LogEntry(index, hpos // rp.sectorsize, sector, nr_sectors, flags, data_len,
+                     mark, rp.sectorsize)
+    d = e.as_dict()
+    if extra:
+        d.update(extra)
+    return d
+
+
+def _print_json(rp, obj):
+    import json
+    rp.printf(json.dumps(obj, sort_keys=False).encode() + b"\n")
+
+
+def _find(rp, run_limit, stop_flags, end_mark):
+    num_entries = 0
+    while True:
+        got = _seek_next(rp)              # _Exit(-1) -> exit status 255
+        if got is None:
+            break
+        hdr, hpos = got
+        num_entries += 1
+        flags = int.from_bytes(hdr[16:24], "little")
+        if (run_limit and num_entries == run_limit) or _should_stop(hdr, flags, stop_flags, end_mark):
+            if rp.json:
+                _print_json(rp, _entry_dict(rp, hdr, hpos, rp.cur_entry - 1))
+            else:
+                rp.printf(b"%d@%d\n" % ((rp.cur_entry - 1) & _U64, rp.cur_pos // rp.sectorsize))
+            return 0
+    rp.err(b"Couldn't find entry\n")
+    return 1
+
+
+def _list_json(rp, run_limit, stop_flags, end_mark):
+    num_entries = 0
+    try:
+        while True:
+            got = _seek_next(rp)
+            if got is None:
+                return 0
+            hdr, hpos = got
+            num_entries += 1
+            _print_json(rp, _entry_dict(rp, hdr, hpos, rp.cur_entry - 1))
+            flags = int.from_bytes(hdr[16:24], "little")
+            if (run_limit and num_entries == run_limit) or _should_stop(hdr, flags, stop_flags, end_mark):
+                return 0
+    except _Exit:
+        raise _Exit(1)
+
+
+def _run_fsck(rp, command):
+    rp.flush_writes()
+    try:
+        os.fsync(rp.replayfd)
+    except OSError as e:
+        rp.errno = e.errno
+        return -1
+    if rp.progress is not None:
+        rp.progress.clear()
+    import subprocess
+    try:
+        rc = subprocess.call([b"/bin/sh", b"-c", command])
+    except OSError as e:
+        rp.errno = e.errno
+        return -1
+    if rc < 0:                            # killed by a signal: WEXITSTATUS() is 0
+        rc = 0
+    return -1 if rc else 0
+
+
+def _replay(rp, run_limit, stop_flags, end_mark, fsck_command, check_mode, check_number):
+    """The replay loop of main() with log_replay_next_entry() inlined for speed."""
+    s = rp.sectorsize
+    nr_total = rp.nr_entries
+    window = rp.window
+    unpack = _ENTRY.unpack_from
+    verbose = 0 if rp.json else rp.verbose
+    json_mode = rp.json
+    printf = rp.printf
+    stdout = rp.stdout
+    start_sector = rp.start_sector
+    end_sector = rp.end_sector
+    progress = rp.progress
+    flags_str = _lw.flags_to_str
+    num_entries = 0
+    ret = 0
+    try:
+        while True:
+            # ---- log_replay_next_entry(log, entry, 1)
+            if rp.cur_entry >= nr_total:
+                break
+            hpos = rp.cur_pos
+            hdr = window.read(hpos, s)
+            if len(hdr) != s:
+                rp.err(b"Error reading entry: %d\n" % rp.errno)
+                ret = -1
+                break
+            sector, nr_sectors, flags, data_len = unpack(hdr)
+            if (not flags and not nr_sectors) or (flags != _MARK and hdr[32]):
+                rp.err(b"Malformed entry @%d\n" % (hpos // s))
+                ret = -1
+                break
+            rp.cur_entry += 1
+            rp.cur_pos = hpos + s
+            size = (nr_sectors * s) & _U64
+            skip = bool(nr_sectors) and (
+                (sector + nr_sectors) & _U64 <= start_sector or sector > end_sector)
+            if verbose > 1 or (verbose and not skip):
+                printf(b"%s %d@%d: sector %d, size %d, flags 0x%x(%s)\n" % (
+                    b"skipping" if skip else b"replaying", _c_int(rp.cur_entry - 1),
+                    rp.cur_pos // s, sector, size, flags, flags_str(flags).encode()))
+            elif json_mode:
+                _print_json(rp, _entry_dict(rp, hdr, hpos, rp.cur_entry - 1,
+                                            {"skipped": skip}))
+            if size:
+                if flags & _DISCARD:
+                    rp.discard(sector, nr_sectors)
+                elif skip:
+                    _lseek_cur(rp, size, b"log")
+                else:
+                    if size > _MAX_RW:
+                        data = b""
+                    else:
+                        data = window.read(rp.cur_pos, size)
+                    if len(data) != size:
+                        rp.err(b"Error reading data: %d\n" % rp.errno)
+                        ret = -1
+                        break
+                    rp.cur_pos += size
+                    rp.queue_write(data, (sector * s) & _U64, stdout.tell())
+            # ---- main()'s loop body
+            num_entries += 1
+            if fsck_command is not None:
+                if check_mode == _CHECK_NUMBER:
+                    run = not num_entries % check_number
+                elif check_mode == _CHECK_FUA:
+                    run = flags & _FUA
+                elif check_mode == _CHECK_FLUSH:
+                    run = flags & _FLUSH
+                else:
+                    run = flags & _DISCARD
+                if run and _run_fsck(rp, fsck_command):
+                    rp.err(b"Fsck errored out on entry %d\n" % ((rp.cur_entry - 1) & _U64))
+                    ret = -1
+                    break
+            if (run_limit and num_entries == run_limit) or (
+                    flags & stop_flags and _should_stop(hdr, flags, stop_flags, end_mark)):
+                break
+            if progress is not None and not num_entries & 1023:
+                progress.tick(num_entries, rp.cur_pos)
+        rp.flush_writes()
+    except _Exit as e:
+        if e.code != -1:
+            raise
+        ret = -1
+    return ret
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
