@@ -1,0 +1,3 @@
+from dmctl.cli.main import entry
+
+entry()

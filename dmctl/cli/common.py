@@ -1,0 +1,55 @@
+"""Helpers shared by the dmsetup-compatible commands (dmsetup.c's static helpers)."""
+
+from dmctl.errors import DmError
+
+
+def process_all(ctx, fn, args, silent=False):
+    """dmsetup's _process_all: run ``fn(ctx, args, entry, 1)`` for every device from
+    DM_LIST_DEVICES; ``No devices found`` when there are none.  Returns bool."""
+    m = ctx.mapper()
+    try:
+        entries = m.list_devices()
+    except DmError as e:
+        ctx.ioctl_error(e, op="names")
+        return False
+    if not entries:
+        if not silent:
+            ctx.out("No devices found\n")
+        return True
+    r = True
+    with m.batch():
+        for entry in entries:
+            if not fn(ctx, args, entry, 1):
+                r = False
+    return r
+
+
+def display_info_long(ctx, info, name=None):
+    """_display_info_long: the ``info`` block (also printed by -v)."""
+    m = ctx.mapper()
+    out = []
+    out.append("Name:              %s\n" % ctx.display_name(name if name is not None else info.name))
+    out.append("State:             %s%s%s\n" % (
+        "SUSPENDED" if info.suspended else "ACTIVE",
+        " (READ-ONLY)" if info.read_only else "",
+        " (DEFERRED REMOVE)" if info.deferred_remove else ""))
+    ra = m.read_ahead(info)
+    if ra is not None:
+        out.append("Read Ahead:        %d\n" % ra)
+    if not info.live_table and not info.inactive_table:
+        out.append("Tables present:    None\n")
+    else:
+        out.append("Tables present:    %s%s%s\n" % (
+            "LIVE" if info.live_table else "",
+            " & " if info.live_table and info.inactive_table else "",
+            "INACTIVE" if info.inactive_table else ""))
+    if info.open_count != -1:
+        out.append("Open count:        %d\n" % info.open_count)
+    out.append("Event number:      %d\n" % info.event_nr)
+    out.append("Major, minor:      %d, %d\n" % (info.major, info.minor))
+    if info.target_count != -1:
+        out.append("Number of targets: %d\n" % info.target_count)
+    if info.uuid:
+        out.append("UUID: %s\n" % ctx.display_name(info.uuid))
+    out.append("\n")
+    ctx.out("".join(out))

@@ -1,0 +1,92 @@
+"""Errors that carry an errno from the bottom (kernel, simulator) up to the CLI.
+
+Only the CLI turns these into dmsetup's text and exit codes.
+"""
+
+import errno as _errno
+import os
+
+
+class DmError(Exception):
+    """A device-mapper operation failed with an errno.
+
+    ``op`` is libdm's ioctl name as dmsetup prints it (``create``, ``reload``,
+    ``resume``, ``remove``, ``info``, ``table``, ``status``, ``message``...).
+    ``name``/``uuid``/``major``/``minor`` identify the device the request named.
+    ``detail`` is the kernel's own explanation where it is known (for example the
+    target's ``ti->error`` text, ``"era: Invalid block size"``); the simulator always
+    knows it, the kernel backend reads it from the kernel log where it can.
+    """
+
+    def __init__(self, err, op=None, name=None, uuid=None, major=None, minor=None,
+                 detail=None):
+        self.errno = err
+        self.op = op
+        self.name = name
+        self.uuid = uuid
+        self.major = major
+        self.minor = minor
+        self.detail = detail
+        super().__init__(self.describe())
+
+    @property
+    def strerror(self):
+        return os.strerror(self.errno) if self.errno else "Unknown error"
+
+    def describe(self):
+        s = "%s ioctl on %s failed: %s" % (self.op or "?", self.name or self.uuid or "", self.strerror)
+        if self.detail:
+            s += " (%s)" % self.detail
+        return s
+
+    def with_context(self, op=None, name=None, uuid=None, major=None, minor=None):
+        """Fill in request context the raiser did not know (returns self)."""
+        if op is not None and self.op is None:
+            self.op = op
+        if name is not None and self.name is None:
+            self.name = name
+        if uuid is not None and self.uuid is None:
+            self.uuid = uuid
+        if major is not None and self.major is None:
+            self.major, self.minor = major, minor
+        self.args = (self.describe(),)
+        return self
+
+
+class TargetError(Exception):
+    """A target constructor/message failed: ``ti->error`` text plus errno.
+
+    Raised by target code in the simulator; the mapper turns it into a DmError
+    whose ``detail`` is the kernel's log line (``"<dev>: <type>: <text> (-EINVAL)"``).
+    """
+
+    def __init__(self, err, text, log=None):
+        self.errno = err
+        self.text = text
+        # What the kernel logs instead of/besides ti->error (DMWARN/DMERR lines).
+        self.log = log
+        super().__init__(text)
+
+
+class UsageError(Exception):
+    """Bad command line: the CLI prints ``message`` and exits 1."""
+
+    def __init__(self, message, usage=False):
+        self.message = message
+        self.usage = usage
+        super().__init__(message)
+
+
+EINVAL = _errno.EINVAL
+ENXIO = _errno.ENXIO
+EBUSY = _errno.EBUSY
+ENODEV = _errno.ENODEV
+EIO = _errno.EIO
+ENOMEM = _errno.ENOMEM
+ENOTTY = _errno.ENOTTY
+EACCES = _errno.EACCES
+
+
+def errno_name(err):
+    """``22`` -> ``"EINVAL"`` (as the kernel's %pe prints ``-EINVAL``)."""
+    return _errno.errorcode.get(err, str(err))
