@@ -1,0 +1,89 @@
+"""``dmctl sim``: control the simulated kernel (power cuts, background work, faults)."""
+
+import sys
+
+import click
+
+
+def _mapper():
+    from dmctl.backend import get_mapper
+    return get_mapper("sim")
+
+
+@click.group(help="Control the simulated device mapper.")
+def sim():
+    pass
+
+
+@sim.command(help="Power cut: every simulated device and all in-core target state "
+                  "vanish; backing files keep exactly their durable contents.")
+@click.option("--seed", type=int, default=None,
+              help="Let a reproducible random subset of non-durable writes survive.")
+def crash(seed):
+    from dmctl.sim import io as sio
+    res = sio.crash(_mapper(), seed)
+    for path, (reverted, survived) in res.items():
+        if reverted or survived:
+            click.echo("%s: %d block(s) lost, %d survived" % (path, reverted, survived))
+
+
+@sim.command(help="Run all pending background work (resync, digestion, logging) to completion.")
+def settle():
+    from dmctl.sim import io as sio
+    n = sio.settle(_mapper())
+    if n:
+        click.echo("%d step(s) of background work done" % n)
+
+
+@sim.command(help="Make a backing file return EIO (all I/O unless a kind is given).")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--reads", is_flag=True)
+@click.option("--writes", is_flag=True)
+@click.option("--flushes", is_flag=True)
+@click.option("--sectors", help="A-B: only this sector range (end exclusive).")
+def fail(file, reads, writes, flushes, sectors):
+    kinds = [k for k, on in (("read", reads), ("write", writes), ("flush", flushes)) if on]
+    if not kinds:
+        kinds = ["read", "write", "flush"]
+    rng = None
+    if sectors:
+        try:
+            a, b = sectors.split("-", 1)
+            rng = (int(a), int(b))
+            if rng[0] >= rng[1]:
+                raise ValueError
+        except ValueError:
+            raise click.UsageError("--sectors takes A-B with A < B")
+    from dmctl.sim import io as sio
+    sio.fail(_mapper(), file, kinds, rng)
+
+
+@sim.command(help="Remove all injected failures of a backing file.")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def heal(file):
+    from dmctl.sim import io as sio
+    sio.heal(_mapper(), file)
+
+
+@sim.command(help="Show backing files (device numbers, unflushed blocks, faults).")
+def status():
+    from dmctl.sim import io as sio
+    rows = sio.backing_status(_mapper())
+    if not rows:
+        click.echo("No backing files")
+    for minor, path, dirty, faults in rows:
+        f = ",".join("%s%s" % (k, "" if lo is None else "[%d-%d]" % (lo, hi)) for k, lo, hi in faults)
+        click.echo("7:%d\t%s\tunflushed_blocks=%d%s" % (minor, path, dirty, ("\tfaults=" + f) if f else ""))
+
+
+@sim.command(help="Forget all simulator state (devices, backing-file numbers, caches).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask.")
+def reset(yes):
+    from dmctl.sim.store import default_sim_dir
+    import os
+    import shutil
+    d = default_sim_dir()
+    if not yes and sys.stdin.isatty():
+        click.confirm("Remove all simulator state in %s?" % d, abort=True)
+    if os.path.isdir(d):
+        shutil.rmtree(d)
