@@ -1,0 +1,20 @@
+"""Errors of the persistent-data layer: an errno plus the kernel's text."""
+
+import errno as _errno
+
+
+class PDataError(Exception):
+    """A persistent-data operation failed the way the kernel's would (``-errno``)."""
+
+    def __init__(self, err, text):
+        self.errno = err
+        self.text = text
+        super().__init__(text)
+
+
+def nodata(text="no data"):
+    return PDataError(_errno.ENODATA, text)
+
+
+def nospc(text="no free metadata blocks"):
+    return PDataError(_errno.ENOSPC, text)
