@@ -1,0 +1,831 @@
+"""udev synchronisation and /dev/mapper node management (libdm's policy, dmctl's timeout).
+
+The only module that imports pyudev, and only inside functions.
+
+* :func:`sync_support` -- libdm's ``dm_udev_get_sync_support``: not ``DM_DISABLE_UDEV``,
+  SysV semaphores available, udev running (``/run/udev/control`` exists, the test
+  libudev's ``udev_queue_get_udev_is_active`` makes) and no ``--noudevsync``.
+* :class:`UdevTransaction` -- one command's udev transaction: dmsetup's flag policy
+  (``--noudevrules``, ``--verifyudev``, ``--udevcookie``/``DM_UDEV_COOKIE``,
+  ``DM_DISABLE_UDEV``, DISABLE_LIBRARY_FALLBACK, PRIMARY_SOURCE), the value for the
+  ioctl's ``event_nr``, completing the cookie itself when the kernel sent no uevent,
+  a wait that gives up after ``--udevtimeout`` seconds and says what it waited for, and
+  libdm's node operations (queued, run after the wait, exactly when libdm runs them).
+* :func:`add_node`, :func:`rm_node`, :func:`rename_node`, :func:`mknodes` -- the
+  ``$DM_DEV_DIR/mapper/NAME`` block nodes libdm makes when udev does not.
+
+With the simulator backend there are no uevents and no device numbers to make nodes
+for: transactions are no-ops there.
+"""
+
+import errno as _errno
+import os
+import stat as _stat
+
+from dmctl import cookie as _ck
+
+UDEV_CONTROL = "/run/udev/control"
+UDEV_DEV_DIR = "/dev/"
+
+# libdm's compile-time node defaults (upstream configure: --with-device-uid=0,
+# --with-device-gid=0, --with-device-mode=0600).  Debian builds with gid 6 (disk), 0660.
+DEFAULT_UID = 0
+DEFAULT_GID = 0
+DEFAULT_MODE = 0o600
+
+TIMEOUT_ENV = "DMCTL_UDEV_TIMEOUT"
+
+# dm task numbers as libdm's debug line shows them ("assigned to RESUME task(5)")
+_TASK_TYPES = {"create": ("CREATE", 0), "remove": ("REMOVE", 2), "resume": ("RESUME", 5),
+               "rename": ("RENAME", 8)}
+# the uevent the kernel sends for each (dm_kobject_uevent)
+_UEVENT_ACTION = {"create": "change", "resume": "change", "rename": "change",
+                  "remove": "remove"}
+
+_COMMAND_TASK = {"create": "create", "remove": "remove", "remove_all": "remove",
+                 "rename": "rename"}
+
+DM_DEFERRED_REMOVE = 1 << 17
+DM_UEVENT_GENERATED_FLAG = 1 << 13
+
+
+# --------------------------------------------------------------------------------------
+# environment
+# --------------------------------------------------------------------------------------
+
+def udev_running():
+    """libudev's udev_queue_get_udev_is_active(): the control socket exists."""
+    return os.access(UDEV_CONTROL, os.F_OK)
+
+
+def udev_disabled():
+    """``DM_DISABLE_UDEV`` is set (to anything, as libdm's getenv test)."""
+    return os.environ.get("DM_DISABLE_UDEV") is not None
+
+
+class _State:
+    """Per-command results of libdm's _check_udev_sync_requirements_once."""
+    __slots__ = ("sem", "running", "disabled")
+
+
+def _state(ctx):
+    st = getattr(ctx, "_dmctl_udev_state", None)
+    if st is None:
+        st = _State()
+        st.disabled = udev_disabled()
+        st.sem = _ck.semaphores_supported()
+        if not st.sem:
+            ctx.err("Kernel not configured for semaphores (System V IPC). "
+                    "Not using udev synchronisation code.")
+        st.running = udev_running()
+        if not st.running:
+            _debug(ctx, "Udev is not running. Not using udev synchronisation code.")
+        elif st.disabled:
+            ctx.err("Udev is running and DM_DISABLE_UDEV environment variable is set. "
+                    "Bypassing udev, device-mapper library will manage device nodes in "
+                    "device directory.")
+        try:
+            ctx._dmctl_udev_state = st
+        except AttributeError:       # pragma: no cover - a Ctx with __slots__
+            pass
+    return st
+
+
+def sync_support(ctx):
+    """dm_udev_get_sync_support() for this command (``--noudevsync`` included)."""
+    st = _state(ctx)
+    return (not st.disabled and st.sem and st.running
+            and not ctx.sw["noudevsync"])
+
+
+def _debug(ctx, msg):
+    """libdm's log_debug: stdout, from -vvv on."""
+    if ctx.verbose(3):
+        ctx.out(msg + "\n")
+
+
+def _dbg(ctx):
+    return lambda msg: _debug(ctx, msg)
+
+
+def external_cookie(ctx):
+    """The cookie of an outer transaction: ``--udevcookie`` or ``DM_UDEV_COOKIE``
+    (dmsetup's _set_up_udev_support), or 0."""
+    if ctx.sw["udevcookie"] and ctx.sw.get("udevcookie"):
+        _debug(ctx, "Using udev transaction 0x%08X defined by --udevcookie option."
+               % ctx.sw.get("udevcookie"))
+        return ctx.sw.get("udevcookie")
+    env = os.environ.get("DM_UDEV_COOKIE")
+    if env:
+        from dmctl.cli.cookies import parse_cookie
+        c = parse_cookie(env)
+        if c is None:
+            ctx.err("Incorrect cookie value.")
+            return 0
+        _debug(ctx, "Using udev transaction 0x%08X defined by DM_UDEV_COOKIE "
+               "environment variable." % c)
+        return c
+    return 0
+
+
+def dev_dir(ctx):
+    d = getattr(ctx, "dev_dir", None) or UDEV_DEV_DIR
+    return d if d.endswith("/") else d + "/"
+
+
+def get_timeout(ctx):
+    """Seconds to wait for udev: ``--udevtimeout``, else ``DMCTL_UDEV_TIMEOUT``, else
+    30.  Raises ValueError (with the message to print) for a bad --udevtimeout."""
+    v = ctx.sw.get("udevtimeout") if ctx.sw["udevtimeout"] else None
+    if v is not None:
+        t = _parse_timeout(v)
+        if t is None:
+            raise ValueError("Invalid --udevtimeout value '%s': expected a positive "
+                             "number of seconds." % v)
+        return t
+    env = os.environ.get(TIMEOUT_ENV)
+    if env:
+        t = _parse_timeout(env)
+        if t is not None:
+            return t
+        ctx.err("Ignoring invalid %s value '%s'; waiting at most %g seconds."
+                % (TIMEOUT_ENV, env, _ck.DEFAULT_TIMEOUT))
+    return _ck.DEFAULT_TIMEOUT
+
+
+def _parse_timeout(s):
+    try:
+        t = float(s)
+    except (TypeError, ValueError):
+        return None
+    if not (t > 0) or t != t or t > 10 ** 7:
+        return None
+    return t
+
+
+# --------------------------------------------------------------------------------------
+# the transaction
+# --------------------------------------------------------------------------------------
+
+class Task:
+    """One uevent-generating ioctl within a transaction (resume, remove, rename, or the
+    internal resume of ``create``).  Pass ``event_nr`` as the backend's ``cookie=``,
+    then call :meth:`done` with the reply's DeviceInfo, or :meth:`failed`."""
+
+    __slots__ = ("tx", "op", "name", "new_name", "major", "minor", "uid", "gid", "mode",
+                 "flags", "event_nr", "uses_sem", "state", "add_node", "set_uuid")
+
+    def __init__(self, tx, op, name, new_name, major, minor, flags):
+        self.tx = tx
+        self.op = op
+        self.name = name
+        self.new_name = new_name
+        self.major = major
+        self.minor = minor
+        self.flags = flags
+        self.event_nr = 0
+        self.uses_sem = False
+        self.state = "pending"      # pending / uevent / completed / failed
+        self.add_node = True
+        self.set_uuid = False
+        self.uid = self.gid = self.mode = None
+
+    def done(self, info=None, uevent=None):
+        """The ioctl succeeded.  ``info`` is the reply (DeviceInfo: its flags tell
+        whether the kernel sent a uevent, its name/devno complete the node operation);
+        ``uevent`` overrides the flag test.  Completes the cookie when no uevent went
+        out and queues libdm's node operation."""
+        tx = self.tx
+        if info is not None:
+            if getattr(info, "name", None) and self.op != "rename":
+                self.name = info.name
+            if getattr(info, "major", None):
+                self.major, self.minor = info.major, info.minor
+            if uevent is None:
+                uevent = bool(getattr(info, "flags", 0) & DM_UEVENT_GENERATED_FLAG)
+        if uevent is None:
+            uevent = True
+        if tx.inactive:
+            self.state = "completed"
+            return True
+        if self.uses_sem and not uevent:
+            self.state = "completed"
+            tx._complete_one()
+        else:
+            self.state = "uevent" if uevent else "completed"
+        tx._stack_for(self, info)
+        return True
+
+    def failed(self):
+        """The ioctl failed: libdm completes the cookie itself (_udev_complete)."""
+        if self.state == "pending" and self.uses_sem and not self.tx.inactive:
+            self.tx._complete_one()
+        self.state = "failed"
+
+
+class UdevTransaction:
+    """One command's udev transaction (dmsetup's per-command cookie).
+
+    ``uevents``: whether the backend generates uevents (default: the backend is the
+    kernel).  Use as a context manager or call :meth:`finish` at the end; ``finish``
+    waits for udev (unless the cookie came from ``--udevcookie``/``DM_UDEV_COOKIE``),
+    never longer than the timeout, then runs the queued node operations.
+    """
+
+    def __init__(self, ctx, uevents=None):
+        self.ctx = ctx
+        if uevents is None:
+            try:
+                uevents = ctx.mapper().kind == "kernel"
+            except Exception:
+                uevents = False
+        self.inactive = not uevents
+        self.tasks = []
+        self.node_ops = []
+        self.cookie = 0
+        self.semid = None
+        self.own_cookie = False
+        self.finished = False
+        self.wait_result = None
+        self.error = False
+        if self.inactive:
+            self.sync = False
+            self.external = 0
+            self.udev_only = True
+            self.checking = False
+            self.timeout = _ck.DEFAULT_TIMEOUT
+            return
+        self.timeout = get_timeout(ctx)     # ValueError: caller prints and fails
+        sw = ctx.sw
+        self.sync = sync_support(ctx)
+        self.disabled = _state(ctx).disabled
+        self.external = external_cookie(ctx)
+        ddir = dev_dir(ctx)
+        same_dir = ddir == UDEV_DEV_DIR
+        if not same_dir:
+            _debug(ctx, "The path %s used for creating device nodes that is set via "
+                   "DM_DEV_DIR environment variable differs from the path %s that is "
+                   "used by udev. All warnings about udev not working correctly while "
+                   "processing particular nodes will be suppressed. These nodes and "
+                   "symlinks will be managed in each directory separately."
+                   % (ddir, UDEV_DEV_DIR))
+        # dmsetup: _udev_only = !dirs_diff && (_udev_cookie || !--verifyudev)
+        self.udev_only = same_dir and bool(self.external or not sw["verifyudev"])
+        self.checking = same_dir
+        if self.external:
+            self.cookie = self.external
+
+    # ------------------------------------------------------------------ flags
+    def flags(self, extra=0):
+        """The 16 udev flags dmsetup and libdm put on a task (before the base)."""
+        sw = self.ctx.sw
+        f = extra & 0xFFFF
+        if sw["noudevrules"]:
+            f |= _ck.DM_UDEV_DISABLE_DM_RULES_FLAG | _ck.DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG
+        if self.udev_only:
+            f |= _ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK
+        return f
+
+    def _effective(self, f):
+        # libdm _set_cookie_flags (DM_DISABLE_UDEV) and libdm-iface (PRIMARY_SOURCE)
+        if getattr(self, "disabled", False):
+            f &= ~_ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK
+            f |= _ck.DM_UDEV_DISABLE_DM_RULES_FLAG | _ck.DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG
+        return f | _ck.DM_UDEV_PRIMARY_SOURCE_FLAG
+
+    # ------------------------------------------------------------------ tasks
+    def begin(self, op=None, name=None, new_name=None, major=None, minor=None, flags=0,
+              set_uuid=False, uid=None, gid=None, mode=None, sync=True):
+        """Before a uevent-generating ioctl: -> Task whose ``event_nr`` goes into the
+        ioctl (``cookie=``).  ``op``: ``resume``, ``remove``, ``rename`` or ``create``
+        (= the resume inside ``dmsetup create`` with a table: -U/-G/-M and
+        --addnodeoncreate apply).  ``flags``: extra udev flags (e.g. subsystem flags).
+        ``op`` None: from the command (create, remove, rename, else resume).
+        ``sync`` False: flags only, no semaphore (dmsetup's ``create --notable``).
+        Returns None when the cookie could not be set up (libdm's error was printed;
+        the command fails as dmsetup's does)."""
+        if op is None:
+            op = _COMMAND_TASK.get(getattr(self.ctx, "command", None), "resume")
+        if op not in _TASK_TYPES:
+            raise ValueError("unknown udev task %r" % op)
+        t = Task(self, op, name, new_name, major, minor, 0)
+        t.set_uuid = set_uuid
+        sw = self.ctx.sw
+        if op == "create":
+            t.uid = uid if uid is not None else (sw.get("uid") if sw["uid"] else None)
+            t.gid = gid if gid is not None else (sw.get("gid") if sw["gid"] else None)
+            t.mode = mode if mode is not None else (sw.get("mode") if sw["mode"] else None)
+            t.add_node = not sw["addnodeoncreate"]
+        else:
+            t.uid, t.gid, t.mode = uid, gid, mode
+        self.tasks.append(t)
+        if self.inactive:
+            return t
+        f16 = self.flags(flags)
+        t.flags = self._effective(f16)
+        base = 0
+        if self.sync and sync:
+            if not self.cookie:
+                c, semid = _ck.create(self.ctx.err, _dbg(self.ctx))
+                if not c:
+                    return self._set_cookie_failed(t)
+                self.cookie, self.semid, self.own_cookie = c, semid, True
+            elif self.semid is None:
+                semid = _ck.get_cookie_sem(self.cookie, self.ctx.err)
+                if semid is None:
+                    return self._set_cookie_failed(t)
+                self.semid = semid
+            if not _ck.sem_inc(self.cookie, self.semid, self.ctx.err, _dbg(self.ctx)):
+                self.ctx.err("Could not set notification semaphore identified by cookie "
+                             "value %u (0x%x)" % (self.cookie, self.cookie))
+                return self._set_cookie_failed(t)
+            base = self.cookie & 0xFFFF
+            t.uses_sem = True
+            typ, num = _TASK_TYPES[op]
+            _debug(self.ctx, "Udev cookie 0x%x (semid %d) assigned to %s task(%d) with "
+                   "flags%s (0x%x)" % (self.cookie, self.semid, typ, num,
+                                       _flag_words(f16), f16))
+        t.event_nr = (t.flags << 16) | base
+        return t
+
+    def _set_cookie_failed(self, t):
+        self.error = True
+        t.state = "failed"
+        return None
+
+    def _complete_one(self):
+        _ck.complete(_ck.cookie_key(self.cookie), self.ctx.err, _dbg(self.ctx))
+
+    # ------------------------------------------------------------------ nodes
+    def _stack_for(self, t, info):
+        """libdm's dm_task_run node bookkeeping for a finished task."""
+        check_udev = not (t.flags & _ck.DM_UDEV_DISABLE_DM_RULES_FLAG)
+        rely = bool(t.flags & _ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK)
+        if t.op in ("resume", "create"):
+            if t.add_node and t.name and t.major is not None:
+                self.stack("add", t.name, major=t.major, minor=t.minor, uid=t.uid,
+                           gid=t.gid, mode=t.mode, check_udev=check_udev, rely=rely)
+        elif t.op == "remove":
+            if info is not None and getattr(info, "flags", 0) & DM_DEFERRED_REMOVE:
+                return
+            if t.name:
+                self.stack("del", t.name, check_udev=check_udev, rely=rely)
+        elif t.op == "rename":
+            if not t.set_uuid and t.name and t.new_name:
+                self.stack("rename", t.new_name, old_name=t.name,
+                           check_udev=check_udev, rely=rely)
+
+    def node_on_create(self, name, major, minor, uid=None, gid=None, mode=None):
+        """--addnodeoncreate: after DM_DEV_CREATE succeeded (flags as dmsetup's create
+        task: with DISABLE_LIBRARY_FALLBACK libdm trusts udev)."""
+        if self.inactive or not self.ctx.sw["addnodeoncreate"]:
+            return
+        sw = self.ctx.sw
+        f = self._effective(self.flags())
+        self.stack("add", name, major=major, minor=minor,
+                   uid=uid if uid is not None else (sw.get("uid") if sw["uid"] else None),
+                   gid=gid if gid is not None else (sw.get("gid") if sw["gid"] else None),
+                   mode=mode if mode is not None else (sw.get("mode") if sw["mode"] else None),
+                   check_udev=not (f & _ck.DM_UDEV_DISABLE_DM_RULES_FLAG),
+                   rely=bool(f & _ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK))
+
+    def stack(self, kind, name, major=None, minor=None, uid=None, gid=None, mode=None,
+              old_name="", check_udev=False, rely=False):
+        """libdm's _stack_node_op (with its cancellation rules)."""
+        if self.inactive:
+            return
+        ops = self.node_ops
+        if kind == "del":
+            for op in [o for o in ops if o.name == name]:
+                self._log_op("Unstacking", op)
+                ops.remove(op)
+        elif kind == "add":
+            for op in ops:
+                if op.kind == "del" and op.name == name:
+                    self._log_op("Unstacking", op)
+                    ops.remove(op)
+                    break
+        elif kind == "rename":
+            for op in [o for o in ops if o.name == old_name]:
+                self._log_op("Unstacking", op)
+                ops.remove(op)
+        op = _NodeOp(kind, name, major, minor,
+                     DEFAULT_UID if uid is None else uid,
+                     DEFAULT_GID if gid is None else gid,
+                     DEFAULT_MODE if mode is None else mode,
+                     old_name, check_udev and not rely, rely)
+        ops.append(op)
+        self._log_op("Stacking", op)
+
+    def _log_op(self, action, op):
+        rely = " [trust_udev]" if op.rely else ""
+        verify = " [verify_udev]" if op.warn else ""
+        if op.kind == "add":
+            msg = "%s: %s NODE_ADD (%d,%d) %d:%d 0%o%s%s" % (
+                op.name, action, op.major, op.minor, op.uid, op.gid, op.mode, rely, verify)
+        elif op.kind == "del":
+            msg = "%s: %s NODE_DEL%s%s" % (op.name, action, rely, verify)
+        else:
+            msg = "%s: %s NODE_RENAME to %s%s%s" % (op.old_name, action, op.name, rely,
+                                                    verify)
+        _debug(self.ctx, msg)
+
+    def _run_node_ops(self):
+        ok = True
+        warn_possible = self.sync and self.checking
+        for op in self.node_ops:
+            if op.rely:
+                self._log_op("Skipping", op)
+                continue
+            self._log_op("Processing", op)
+            warn = op.warn and warn_possible
+            if op.kind == "add":
+                ok &= add_node(self.ctx, op.name, op.major, op.minor, op.uid, op.gid,
+                               op.mode, warn)
+            elif op.kind == "del":
+                ok &= rm_node(self.ctx, op.name, warn)
+            else:
+                ok &= rename_node(self.ctx, op.old_name, op.name, warn)
+        self.node_ops = []
+        return ok
+
+    # ------------------------------------------------------------------ end
+    def finish(self):
+        """End of the command: wait for udev (own cookie only, with the timeout), then
+        the node operations, then (``--verifyudev``) the udev database check.
+        Returns False only when libdm's wait would have failed; a timeout is
+        reported on stderr and is not a failure."""
+        if self.finished:
+            return True
+        self.finished = True
+        if self.inactive:
+            return True
+        ok = True
+        if self.own_cookie and self.cookie:
+            res = _ck.wait(self.cookie, self.timeout, self.ctx.err, _dbg(self.ctx))
+            self.wait_result = res
+            if res.timed_out:
+                self._explain_timeout(res)
+            ok = bool(res)
+        self._run_node_ops()
+        if (self.sync and self.ctx.sw["verifyudev"] and self.wait_result is not None
+                and not self.wait_result.timed_out):
+            self._verify_udev_db()
+        return ok
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.finish()
+        return False
+
+    def expected_uevents(self):
+        return [t for t in self.tasks if t.state == "uevent"]
+
+    def _explain_timeout(self, res):
+        err = self.ctx.err
+        c = self.cookie
+        err("Udev cookie 0x%x (semid %s) was not completed within %g s: udev has "
+            "not acknowledged %d uevent(s) this command waited for."
+            % (c, res.semid, self.timeout, max(res.pending, 0)))
+        for t in self.expected_uevents():
+            dev = t.name or "?"
+            if t.op == "rename":
+                dev = "%s (renamed to %s)" % (t.name, t.new_name)
+            if t.major is not None:
+                dev += " (%d:%d)" % (t.major, t.minor)
+            err("  expected: \"%s\" uevent of %s after %s, DM_COOKIE=%u (0x%08x, flags %s)"
+                % (_UEVENT_ACTION[t.op], dev, "create" if t.op == "create" else t.op,
+                   t.event_nr, t.event_nr, _ck.flag_names(t.flags)))
+        err("Is udevd running with the device-mapper rules installed (95-dm-notify.rules "
+            "runs \"dmsetup udevcomplete $DM_COOKIE\")? The device-mapper operation "
+            "itself succeeded; continuing without udev synchronisation (the cookie's "
+            "semaphore was removed).")
+        err("Use --udevtimeout SECS or %s to wait longer, --noudevsync not to wait."
+            % TIMEOUT_ENV)
+
+    def _verify_udev_db(self):
+        for t in self.tasks:
+            if t.state != "uevent" or t.op == "remove" or t.major is None:
+                continue
+            name = t.new_name if t.op == "rename" else t.name
+            for problem in check_udev_properties(t.major, t.minor, name):
+                self.ctx.err(problem)
+
+
+class _NodeOp:
+    __slots__ = ("kind", "name", "major", "minor", "uid", "gid", "mode", "old_name",
+                 "warn", "rely")
+
+    def __init__(self, kind, name, major, minor, uid, gid, mode, old_name, warn, rely):
+        self.kind = kind
+        self.name = name
+        self.major = major
+        self.minor = minor
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode
+        self.old_name = old_name
+        self.warn = warn
+        self.rely = rely
+
+
+def _flag_words(f):
+    """The flag words of libdm's "assigned to ... task" debug line (sic: subsystem
+    flags that are not set print a single space)."""
+    words = []
+    for bit, name in ((0x1, " DISABLE_DM_RULES"), (0x2, " DISABLE_SUBSYSTEM_RULES"),
+                      (0x4, " DISABLE_DISK_RULES"), (0x8, " DISABLE_OTHER_RULES"),
+                      (0x10, " LOW_PRIORITY"), (0x20, " DISABLE_LIBRARY_FALLBACK"),
+                      (0x40, " PRIMARY_SOURCE")):
+        words.append(name if f & bit else "")
+    for i in range(8):
+        words.append(" SUBSYSTEM_%d" % i if f & (0x100 << i) else " ")
+    return "".join(words)
+
+
+# --------------------------------------------------------------------------------------
+# nodes (libdm _add_dev_node / _rm_dev_node / _rename_dev_node)
+# --------------------------------------------------------------------------------------
+
+def node_path(ctx, name):
+    return dev_dir(ctx) + "mapper/" + name
+
+
+def _ensure_mapper_dir(ctx):
+    d = dev_dir(ctx) + "mapper"
+    if not os.path.isdir(d):
+        old = os.umask(0o022)
+        try:
+            os.makedirs(d, 0o755, exist_ok=True)
+        except OSError:
+            pass
+        finally:
+            os.umask(old)
+
+
+def _kernel_node(major, minor):
+    """``/dev/dm-N`` when it exists and is this device (for DM_DEV_DIR != /dev)."""
+    p = "/dev/dm-%d" % minor
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    if _stat.S_ISBLK(st.st_mode) and st.st_rdev == os.makedev(major, minor):
+        return p
+    return None
+
+
+def add_node(ctx, name, major, minor, uid=DEFAULT_UID, gid=DEFAULT_GID,
+             mode=DEFAULT_MODE, warn_if_udev_failed=False):
+    """_add_dev_node: make ``$DM_DEV_DIR/mapper/NAME`` the block device major:minor."""
+    path = node_path(ctx, name)
+    dev = os.makedev(major, minor)
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+        try:
+            if _stat.S_ISLNK(os.lstat(path).st_mode):
+                os.unlink(path)         # dangling symlink
+        except OSError:
+            pass
+        if warn_if_udev_failed:
+            ctx.err("%s not set up by udev: Falling back to direct node creation." % path)
+    if st is not None:
+        if not _stat.S_ISBLK(st.st_mode):
+            ctx.err("A non-block device file at '%s' is already present" % path)
+            return False
+        if st.st_rdev == dev:
+            return True
+        try:
+            os.unlink(path)
+        except OSError:
+            ctx.err("Unable to unlink device node for '%s'" % name)
+            return False
+    _ensure_mapper_dir(ctx)
+    if dev_dir(ctx) != UDEV_DEV_DIR:
+        target = _kernel_node(major, minor)
+        if target is not None:
+            try:
+                os.symlink(target, path)
+                _debug(ctx, "Created %s -> %s" % (path, target))
+                return True
+            except OSError:
+                pass            # fall back to a node
+    old = os.umask(0)
+    try:
+        os.mknod(path, _stat.S_IFBLK | (mode & 0o7777), dev)
+    except OSError as e:
+        if e.errno != _errno.EEXIST:
+            ctx.err("%s: mknod for %s failed: %s" % (path, name, os.strerror(e.errno)))
+            return False
+    finally:
+        os.umask(old)
+    try:
+        os.chown(path, uid, gid)
+    except OSError as e:
+        ctx.err("%s: chown failed: %s" % (path, os.strerror(e.errno)))
+        return False
+    _debug(ctx, "Created %s" % path)
+    return True
+
+
+def rm_node(ctx, name, warn_if_udev_failed=False):
+    """_rm_dev_node: unlink ``$DM_DEV_DIR/mapper/NAME`` (absent is fine)."""
+    path = node_path(ctx, name)
+    try:
+        os.lstat(path)
+    except OSError:
+        return True
+    if warn_if_udev_failed:
+        ctx.err("Node %s was not removed by udev. Falling back to direct node removal."
+                % path)
+    try:
+        os.unlink(path)
+    except OSError as e:
+        if e.errno != _errno.ENOENT:
+            ctx.err("Unable to unlink device node for '%s'" % name)
+            return False
+    _debug(ctx, "Removed %s" % path)
+    return True
+
+
+def rename_node(ctx, old_name, new_name, warn_if_udev_failed=False):
+    """_rename_dev_node."""
+    oldpath = node_path(ctx, old_name)
+    newpath = node_path(ctx, new_name)
+    try:
+        info = os.lstat(newpath)
+    except OSError:
+        info = None
+    if info is not None:
+        if _stat.S_ISLNK(info.st_mode):
+            try:
+                info = os.stat(newpath)
+            except OSError as e:
+                ctx.err("%s: stat failed: %s" % (newpath, os.strerror(e.errno)))
+                return False
+        if not _stat.S_ISBLK(info.st_mode):
+            ctx.err("A non-block device file at '%s' is already present" % newpath)
+            return False
+        if warn_if_udev_failed:
+            if not os.path.lexists(oldpath):
+                return True
+            ctx.err("The node %s should have been renamed to %s by udev but old node is "
+                    "still present. Falling back to direct old node removal."
+                    % (oldpath, newpath))
+            return rm_node(ctx, old_name, False)
+        try:
+            os.unlink(newpath)
+        except OSError as e:
+            if e.errno == _errno.EPERM:
+                return True
+            ctx.err("Unable to unlink device node for '%s'" % new_name)
+            return False
+    elif warn_if_udev_failed:
+        ctx.err("The node %s should have been renamed to %s by udev but new node is not "
+                "present. Falling back to direct node rename." % (oldpath, newpath))
+    try:
+        os.rename(oldpath, newpath)
+    except OSError as e:
+        if e.errno != _errno.ENOENT:
+            ctx.err("Unable to rename device node from '%s' to '%s'" % (old_name, new_name))
+            return False
+    _debug(ctx, "Renamed %s to %s" % (oldpath, newpath))
+    return True
+
+
+def ensure_control_node(ctx):
+    """``$DM_DEV_DIR/mapper/control`` (char 10:236, or /proc/misc's minor), 0600."""
+    path = dev_dir(ctx) + "mapper/control"
+    minor = 236
+    try:
+        with open("/proc/misc") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2 and parts[1] == "device-mapper":
+                    minor = int(parts[0])
+    except (OSError, ValueError):
+        pass
+    dev = os.makedev(10, minor)
+    try:
+        st = os.stat(path)
+        if _stat.S_ISCHR(st.st_mode) and st.st_rdev == dev:
+            return True
+        os.unlink(path)
+    except OSError:
+        pass
+    _ensure_mapper_dir(ctx)
+    old = os.umask(0o177)
+    try:
+        os.mknod(path, _stat.S_IFCHR | 0o600, dev)
+    except OSError as e:
+        if e.errno != _errno.EEXIST:
+            ctx.err("%s: mknod failed: %s" % (path, os.strerror(e.errno)))
+            return False
+    finally:
+        os.umask(old)
+    return True
+
+
+def mknodes(ctx, mapper, name=None):
+    """dm_mknodes (``dmsetup mknodes [NAME]``) for the kernel backend: make
+    ``$DM_DEV_DIR/mapper`` match the kernel.  With a name: node for it, or remove a
+    stale node.  Without: every non-control entry of the directory is checked (stale
+    ones unlinked), then nodes are made for every kernel device, and the control node
+    is (re)created.  Nodes are made with libdm's defaults (mode 0600 root:root); an
+    existing node or symlink to the right device is kept.  Backend errors other than
+    ENXIO propagate (DmError).  No-op for the simulator."""
+    if mapper.kind != "kernel":
+        return True
+    from dmctl.errors import DmError
+    ok = True
+
+    def one(n):
+        try:
+            info = mapper.info(n)
+        except DmError as e:
+            if e.errno in (_errno.ENXIO, _errno.ENODEV):
+                return rm_node(ctx, n, False)
+            raise
+        return add_node(ctx, info.name or n, info.major, info.minor)
+
+    if name is not None:
+        return one(name)
+    d = dev_dir(ctx) + "mapper"
+    try:
+        entries = sorted(os.listdir(d))
+    except OSError:
+        entries = []
+    for e in entries:
+        if e == "control":
+            continue
+        ok &= one(e)
+    for ent in mapper.list_devices():
+        ok &= add_node(ctx, ent.name, ent.major, ent.minor)
+    ok &= ensure_control_node(ctx)
+    return ok
+
+
+# --------------------------------------------------------------------------------------
+# pyudev (optional)
+# --------------------------------------------------------------------------------------
+
+def udev_properties(major, minor):
+    """The udev database properties of block device major:minor (dict), or None when
+    pyudev or the device is unavailable."""
+    try:
+        import pyudev
+    except ImportError:
+        return None
+    try:
+        context = pyudev.Context()
+        dev = pyudev.Devices.from_device_number(context, "block",
+                                                os.makedev(major, minor))
+        return dict(dev.properties)
+    except Exception:
+        return None
+
+
+def check_udev_properties(major, minor, name=None, uuid=None, props=None):
+    """What is missing from udev's view of a dm device after its uevent was processed:
+    a list of messages (empty when DM_NAME/DM_UUID match and the dm rules ran, i.e.
+    DM_UDEV_RULES_VSN is set).  ``props`` may be given (tests); otherwise pyudev is
+    asked, and nothing is reported when pyudev cannot tell."""
+    if props is None:
+        props = udev_properties(major, minor)
+        if props is None:
+            return []
+    where = "%s (%d:%d)" % (name or "?", major, minor)
+    out = []
+    if not props.get("DM_UDEV_RULES_VSN"):
+        out.append("udev has no DM_UDEV_RULES_VSN for %s: the device-mapper udev rules "
+                   "(10-dm.rules) did not run for it." % where)
+    if name is not None and props.get("DM_NAME") not in (None, name):
+        out.append("udev's DM_NAME for %s is '%s', not '%s'."
+                   % (where, props.get("DM_NAME"), name))
+    elif name is not None and props.get("DM_NAME") is None:
+        out.append("udev has no DM_NAME for %s." % where)
+    if uuid and props.get("DM_UUID") != uuid:
+        out.append("udev's DM_UUID for %s is '%s', not '%s'."
+                   % (where, props.get("DM_UUID", ""), uuid))
+    return out
+
+
+def udev_flags_of(props):
+    """The DM_UDEV_* / DM_SUBSYSTEM_UDEV_* flags set in a property dict, as the
+    16-bit value ``udevflags`` would decode."""
+    f = 0
+    names = ("DM_UDEV_DISABLE_DM_RULES_FLAG", "DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG",
+             "DM_UDEV_DISABLE_DISK_RULES_FLAG", "DM_UDEV_DISABLE_OTHER_RULES_FLAG",
+             "DM_UDEV_LOW_PRIORITY_FLAG", "DM_UDEV_DISABLE_LIBRARY_FALLBACK_FLAG",
+             "DM_UDEV_PRIMARY_SOURCE_FLAG", "DM_UDEV_FLAG7")
+    for i, n in enumerate(names):
+        if props.get(n) == "1":
+            f |= 1 << i
+    for i in range(8):
+        if props.get("DM_SUBSYSTEM_UDEV_FLAG%d" % i) == "1":
+            f |= 0x100 << i
+    return f
