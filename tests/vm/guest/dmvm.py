@@ -107,18 +107,23 @@ def tier_devices():
 
 
 def remove_tier_devices():
-    """Remove every ``*-dmctl-vm`` device (stacked ones first: retried until no progress).
+    """Remove every ``*-dmctl-vm`` device; devices stacked on others go first (removal is
+    repeated while it makes progress; only when it does not: --retry, then --force).
     Returns the names that could not be removed."""
-    for _ in range(6):
+    stuck = 0
+    for _ in range(12):
         left = tier_devices()
         if not left:
             return []
         for name, attr in left:
             if len(attr) > 2 and attr[2] == "s":        # suspended: resume first
                 dmsetup("resume", name, timeout=30)
+        removed = 0
         for name, _ in left:
-            if dmsetup("remove", "--retry", name, timeout=60).rc != 0:
-                dmsetup("remove", "--force", name, timeout=60)
+            opts = ([], ["--retry"], ["--force"])[min(stuck, 2)]
+            if dmsetup("remove", *opts, name, timeout=60).rc == 0:
+                removed += 1
+        stuck = 0 if removed else stuck + 1
     return [n for n, _ in tier_devices()]
 
 
@@ -189,7 +194,7 @@ class Differ:
                         input=self.fmt(stdin) if stdin is not None else None)
             assert r.rc == 0, "setup step %r failed: %r" % (argv, r)
 
-    def both(self, args, setup=(), stdin=None, timeout=CMD_TIMEOUT):
+    def both(self, args, setup=(), stdin=None, timeout=CMD_TIMEOUT, runners=None):
         """-> (dmsetup Result, dmctl Result) of ``args`` (dmsetup arguments; ``{role}``
         placeholders become loop device paths), each run from a freshly rebuilt state:
         no test devices, wiped metadata loops, then the ``setup`` steps (dmsetup argument
@@ -197,7 +202,7 @@ class Differ:
         args = [self.fmt(a) for a in args]
         stdin = self.fmt(stdin) if stdin is not None else None
         out = []
-        for runner in (dmsetup, dmctl):
+        for runner in runners or (dmsetup, dmctl):
             self.reset()
             self.prepare(setup)
             out.append(runner(*args, input=stdin, timeout=timeout))
