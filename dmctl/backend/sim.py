@@ -117,6 +117,9 @@ class SimDevice:
 
     # -- I/O (dm.c: __split_and_process_bio) ------------------------------------------
     def submit(self, bio):
+        if bio.op != B.READ:
+            # targets' in-core state may change (era marks, log-writes lists...)
+            self.env.dirty_devices.add(self)
         if self.suspended:
             self.env.io_while_suspended(self, bio)
             return
@@ -126,6 +129,11 @@ class SimDevice:
             return
         if bio.op != B.READ and self.ro:
             B.bio_endio(bio, errno.EIO)
+            return
+        if bio.flags & B.PREFLUSH and bio.nr_sectors and bio.op != B.READ:
+            # dm core: an empty flush goes to every target first, then the data
+            # without PREFLUSH (targets never see a flush that carries data)
+            self._flush_then_data(bio)
             return
         if bio.is_empty_flush:
             clones = []
@@ -175,6 +183,24 @@ class SimDevice:
             if bio.op == B.DISCARD and not t.ti.num_discard_bios:
                 c.error = errno.EOPNOTSUPP
         self._fan_out(bio, clones)
+
+    def _flush_then_data(self, bio):
+        fl = bio.clone(sector=0, nr_sectors=0, data=None)
+        fl.flags = B.PREFLUSH
+        data = bio.clone()
+        data.flags = bio.flags & ~B.PREFLUSH
+
+        def data_done(db):
+            B.bio_endio(bio, db.error)
+
+        def flush_done(fb):
+            if fb.error:
+                B.bio_endio(bio, fb.error)
+                return
+            data.end_io = data_done
+            self.submit(data)
+        fl.end_io = flush_done
+        self.submit(fl)
 
     def _fan_out(self, parent, clones):
         parent.remaining = len(clones)
@@ -977,6 +1003,7 @@ class SimMapper(Mapper):
         table = md.get_inactive() if inactive else md.get_live()
         if table is None:
             return []
+        env.mark(md)
         out = []
         for (start, length, ttype, params), t in zip(table.lines, table.targets):
             if type_ == STATUSTYPE_TABLE and t.name in ("zero", "error"):
