@@ -168,8 +168,10 @@ DM_NAME_LIST_EXT_STRUCT = struct.Struct("=I I")
 DM_NAME_LIST_FLAG_HAS_UUID = 1
 DM_NAME_LIST_FLAG_DOESNT_HAVE_UUID = 2
 DM_NAME_LIST_FLAG_DOES_NOT_HAVE_UUID = 2   # lvm2's spelling, same value
-# First interface version whose name list carries the event_nr/flags words.
-DM_NAME_LIST_EXT_MINOR = 38
+# First interface version whose name list carries the event_nr/flags words (4.36 had
+# them at a misaligned offset, fixed in 4.37); uuids (DM_UUID_FLAG) came with 4.45.
+DM_NAME_LIST_EXT_MINOR = 37
+DM_NAME_LIST_UUID_MINOR = 45
 
 # -- struct dm_target_versions { __u32 next; __u32 version[3]; char name[]; } -------------
 DM_TARGET_VERSIONS_STRUCT = struct.Struct("=I 3I")
