@@ -9,7 +9,9 @@ strace (``golden/strace-*.stderr.txt``):
 * a device named by major:minor is sent as ``dev`` with DM_PERSISTENT_DEV_FLAG;
 * on DM_BUFFER_FULL_FLAG the buffer doubles and the ioctl is repeated; the doubling
   factor is kept (process-global in libdm: here per mapper) and capped at 16;
-* DM_TARGET_MSG returning the positive value 2 (no live table) is success without output.
+* DM_TARGET_MSG returning the positive value 2 (no live table, older mainline kernels;
+  Debian 6.1.192 answers EINVAL "The device has no table." instead) is success without
+  output, as for libdm (``ioctl() >= 0``).
 
 Only struct/fcntl/os are imported at module import time (CLI start-up is measured).
 """

@@ -6,8 +6,11 @@
 ``drivers/md/dm-ioctl.c`` does: version write-back (also on error), ENOTTY for unknown
 commands, EINVAL for a bad ``data_size`` or name+uuid, ENXIO for lookups, only
 ``data_size`` bytes copied back and nothing at all on error, DM_BUFFER_FULL_FLAG when the
-caller's buffer is too small, NO_PARAMS commands without payload, and DM_TARGET_MSG's
-positive 2 when the device has no live table.
+caller's buffer is too small, NO_PARAMS commands without payload.  DM_TARGET_MSG to a
+device without a live table fails with EINVAL ("The device has no table.") as Debian's
+6.1.192 does (checked in the VM); ``message_no_table_returns_2=True`` gives the older
+mainline behaviour instead, where the handler's positive 2 is returned and nothing is
+copied back.
 
 So ``KernelMapper(control=SimControl(sim))`` runs the whole ioctl path without root.
 """
@@ -27,9 +30,10 @@ def _log(text):
 
 
 class SimControl:
-    def __init__(self, mapper, poll_interval=0.01):
+    def __init__(self, mapper, poll_interval=0.01, message_no_table_returns_2=False):
         self.mapper = mapper
         self.poll_interval = poll_interval
+        self.message_no_table_returns_2 = message_no_table_returns_2
         self.last_detail = None
         self.calls = []                 # (cmd_nr, request data_size) per ioctl, for tests
         self._kernel_version = None
@@ -288,8 +292,10 @@ class SimControl:
         if not words:
             raise KernelError(errno.EINVAL, _log("Empty message received."))
         if not words[0].startswith(b"@") and not info.flags & abi.DM_ACTIVE_PRESENT_FLAG:
-            # no live table: the handler returns 2, ctl_ioctl passes it on, copies nothing
-            return 2
+            if self.message_no_table_returns_2:
+                # old mainline: the handler's 2 goes out as is, nothing is copied back
+                return 2
+            raise KernelError(errno.EINVAL, _log("The device has no table."))
         result = self.mapper.message(dev, sector, to_str(msg))
         info = self.mapper.info(dev)
         self._status_reply(p, info)

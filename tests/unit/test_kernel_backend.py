@@ -769,8 +769,19 @@ def test_kernel_side_framing_errors_reach_the_caller():
     assert e.value.errno == errno.ENXIO or "Empty message" in (e.value.detail or "")
 
 
-def test_message_without_live_table_returns_2_and_copies_nothing():
+def test_message_without_live_table_is_einval_like_linux_6_1():
     fm, rec = sim()
+    km = KernelMapper(control=rec)
+    km.create("a")
+    with pytest.raises(DmError) as e:
+        km.message("a", 0, "checkpoint")
+    assert (e.value.errno, e.value.op) == (errno.EINVAL, "message")
+    assert e.value.detail == "device-mapper: ioctl: The device has no table."
+
+
+def test_message_without_live_table_returns_2_and_copies_nothing():
+    fm = FakeMapper()
+    rec = Recorder(SimControl(fm, message_no_table_returns_2=True))
     km = KernelMapper(control=rec)
     km.create("a")
     assert km.message("a", 0, "checkpoint") is None
