@@ -457,30 +457,26 @@ class Report:
         self.selection = root
 
     def _parse_or(self, s, i, or_node=None):
-        n, i = self._parse_and(s, i)
-        flags, j = self._tok_op(_OP_LOG, s, i, _OR)
-        if not flags:
-            if or_node is None:
-                return n, i
-            or_node.children.append(n)
-            return or_node, i
-        if or_node is None:
-            or_node = _Sel("or")
-        or_node.children.append(n)
-        return self._parse_or(s, j, or_node)
+        """OR_EXPRESSION := AND_EXPRESSION (OR_OP OR_EXPRESSION)"""
+        return self._parse_chain(s, i, or_node, self._parse_and, _OR, "or")
 
     def _parse_and(self, s, i, and_node=None):
-        n, i = self._parse_ex(s, i)
-        flags, j = self._tok_op(_OP_LOG, s, i, _AND)
-        if not flags:
-            if and_node is None:
-                return n, i
-            and_node.children.append(n)
-            return and_node, i
-        if and_node is None:
-            and_node = _Sel("and")
-        and_node.children.append(n)
-        return self._parse_and(s, j, and_node)
+        """AND_EXPRESSION := EX (AND_OP AND_EXPRESSION)"""
+        return self._parse_chain(s, i, and_node, self._parse_ex, _AND, "and")
+
+    def _parse_chain(self, s, i, node, sub, op, kind):
+        while True:
+            n, i = sub(s, i)
+            flags, j = self._tok_op(_OP_LOG, s, i, op)
+            if not flags:
+                if node is None:
+                    return n, i
+                node.children.append(n)
+                return node, i
+            if node is None:
+                node = _Sel(kind)
+            node.children.append(n)
+            i = j
 
     def _parse_ex(self, s, i):
         t, j = self._tok_op(_OP_LOG, s, i, _NOTM | _PS)

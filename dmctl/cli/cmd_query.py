@@ -217,6 +217,7 @@ def stats(ctx, args, entry, multiple):
 
 def info(ctx, args, entry, multiple):
     sw = ctx.sw
+    process_options(ctx)
     if entry is None and not args and not sw["uuid"] and not sw["major"]:
         if ctx.json and not sw["columns"]:
             _json_sink(ctx)
@@ -351,6 +352,7 @@ def _quote_concise(s):
 
 def status(ctx, args, entry, multiple, ls_only=False):
     sw = ctx.sw
+    process_options(ctx)
     cmd = "ls" if ls_only else (ctx.command or "status")
     if ctx.selection_cmd is not None and not ls_only:
         cmd = ctx.selection_cmd[0]
