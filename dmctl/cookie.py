@@ -313,23 +313,27 @@ def sem_inc(cookie, semid, err=_stderr, debug=_nodebug):
         err("semid %d: semop failed for cookie 0x%x: %s"
             % (semid, cookie, os.strerror(e.errno)))
         return False
-    try:
-        val = getval(semid)
-    except SemError as e:
-        err("semid %d: sem_ctl GETVAL failed for cookie 0x%x: %s"
-            % (semid, cookie, os.strerror(e.errno)))
+    val = _getval_logged(cookie, semid, err)
+    if val is None:
         return False
     debug("Udev cookie 0x%x (semid %d) incremented to %d" % (cookie, semid, val))
     return True
 
 
-def sem_dec(cookie, semid, err=_stderr, debug=_nodebug):
-    """_udev_notify_sem_dec: -1 with IPC_NOWAIT."""
+def _getval_logged(cookie, semid, err):
+    """GETVAL, or None after libdm's message."""
     try:
-        val = getval(semid)
+        return getval(semid)
     except SemError as e:
         err("semid %d: sem_ctl GETVAL failed for cookie 0x%x: %s"
             % (semid, cookie, os.strerror(e.errno)))
+        return None
+
+
+def sem_dec(cookie, semid, err=_stderr, debug=_nodebug):
+    """_udev_notify_sem_dec: -1 with IPC_NOWAIT."""
+    val = _getval_logged(cookie, semid, err)
+    if val is None:
         return False
     try:
         semop(semid, -1, IPC_NOWAIT)
@@ -406,11 +410,8 @@ def create(err=_stderr, debug=_nodebug):
         err("semid %d: semctl failed: %s" % (semid, os.strerror(e.errno)))
         sem_destroy(cookie, semid, err, debug)
         return 0, None
-    try:
-        val = getval(semid)
-    except SemError as e:
-        err("semid %d: sem_ctl GETVAL failed for cookie 0x%x: %s"
-            % (semid, cookie, os.strerror(e.errno)))
+    val = _getval_logged(cookie, semid, err)
+    if val is None:
         return 0, None
     debug("Udev cookie 0x%x (semid %d) incremented to %d" % (cookie, semid, val))
     return cookie, semid

@@ -211,13 +211,9 @@ def test_wait_eidrm_counts_as_success(cookie):
 @needs_sem
 def test_complete_errors_are_libdms():
     errs = []
-    missing = 0x0D4D0000 | 0xFFFE
-    while True:
-        try:
-            ck.semget(missing, 1, 0)
-            missing -= 1
-        except OSError:
-            break
+    c, semid = ck.create()
+    ck.rmid(semid)
+    missing = c
     assert not ck.complete(missing, err=errs.append)
     assert errs == ["Could not find notification semaphore identified by cookie value "
                     "%u (0x%x)" % (missing, missing)]

@@ -196,13 +196,8 @@ def test_external_cookie_is_incremented_not_waited(env, monkeypatch):
 
 def test_external_cookie_missing_fails_like_libdm(env, monkeypatch, capsys):
     udev_up(env, monkeypatch)
-    missing = 0x0D4DFFF1
-    while True:
-        try:
-            ck.semget(missing, 1, 0)
-            missing -= 1
-        except OSError:
-            break
+    missing, semid = ck.create()
+    ck.rmid(semid)
     ctx = make_ctx(udevcookie=missing)
     tx = udev.UdevTransaction(ctx)
     assert tx.begin("resume", name="x") is None
