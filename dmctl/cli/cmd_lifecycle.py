@@ -132,13 +132,13 @@ def flatten(ctx, t, op):
             return None
     name_sent = bool(t.name) and (op not in ("resume", "reload") or t.minor < 0
                                   or t.major < 0)
-    if t.uuid:
-        return DevId(uuid=t.uuid)
-    if name_sent:
-        return DevId(name=t.name)
-    if t.minor is not None and t.minor >= 0:
-        return DevId(major=t.major, minor=t.minor)
-    return DevId(name="")
+    persistent = t.minor is not None and t.minor >= 0
+    # Everything the ioctl carries: the kernel looks up by uuid, else name, else dev,
+    # and refuses a request naming the device twice (uuid or name plus a dev) - libdm
+    # sends that for a remove with -j/-m, which is how its create revert can fail.
+    return DevId(name=t.name if name_sent else None, uuid=t.uuid or None,
+                 major=t.major if persistent else None,
+                 minor=t.minor if persistent else None)
 
 
 _FAILED = object()
