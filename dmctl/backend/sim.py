@@ -11,14 +11,24 @@ kernel's, and the kernel's log lines are carried in DmError.detail.
 
 import errno
 import os
-import pickle
 
 from dmctl.backend import base
 from dmctl.backend.base import (DevId, DeviceEntry, DeviceInfo, Mapper, TargetLine,
                                 TargetVersion)
 from dmctl.errors import DmError, TargetError, errno_name
-from dmctl.sim import bio as B
 from dmctl.sim.store import Store
+
+
+class _LazyBio:
+    """dmctl.sim.bio, imported on first use (queries never need it)."""
+
+    def __getattr__(self, name):
+        from dmctl.sim import bio
+        globals()['B'] = bio
+        return getattr(bio, name)
+
+
+B = _LazyBio()
 
 DM_MAJOR = 254
 DRIVER_VERSION = (4, 47, 0)
@@ -499,10 +509,12 @@ class SimEnv:
         for t in table.targets:
             states.append((t.name, t.ti.begin, t.ti.len, t.ti.num_flush_bios,
                            t.ti.num_discard_bios, t.save()))
+        import pickle
         return pickle.dumps((table.lines, table.ro, table.devs, states), protocol=4)
 
     def restore_table(self, md, blob):
         from dmctl.targets.base import TargetInfo, get_class
+        import pickle
         lines, ro, devs, states = pickle.loads(blob)
         targets = []
         for (name, begin, length, nf, nd, st) in states:
