@@ -174,3 +174,16 @@ def mknodes(ctx, name=None):
     except DmError as e:
         ctx.ioctl_error(e, op="mknodes" if name else "names", name=name or "")
         return False
+
+
+def sync_done(ctx, cookie, info):
+    """After a successful uevent-generating ioctl: ``info`` is the reply (DeviceInfo).
+    When the kernel sent no uevent (DM_UEVENT_GENERATED_FLAG unset: e.g. resume of a
+    device that was not suspended) the cookie is completed here, as libdm does;
+    otherwise the wait at the end expects udev's udevcomplete."""
+    tx = _tx(ctx, create=False)
+    if tx is None or not cookie:
+        return
+    t = _task(tx, cookie, ("pending",))
+    if t is not None:
+        t.done(uevent=bool(getattr(info, "flags", 0) & (1 << 13)))

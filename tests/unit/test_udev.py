@@ -436,3 +436,54 @@ def test_check_udev_properties():
 
 def test_pyudev_lookup_of_absent_device_is_none():
     assert udev.udev_properties(4095, 1048575) is None
+
+
+# ------------------------------------------------------------------ the nodes.py seam
+
+def test_seam_functions_with_udev_running(env, monkeypatch):
+    from dmctl.cli import cookies
+    udev_up(env, monkeypatch)
+    ctx = make_ctx(udevtimeout="5")
+    c1 = cookies.sync_begin(ctx, 0x20)
+    assert c1 >> 16 == 0x60 and c1 & 0xFFFF
+    tx = ctx._dmctl_udev_tx
+    assert ck.getval(tx.semid) == 2
+    cookies.sync_done(ctx, c1, DeviceInfo(flags=0))          # no uevent: completes
+    assert ck.getval(tx.semid) == 1
+    c2 = cookies.sync_begin(ctx, 0x20)
+    assert c2 == c1 and ck.getval(tx.semid) == 2
+    cookies.sync_complete(ctx, c2)                           # failed ioctl
+    assert ck.getval(tx.semid) == 1
+    start = time.monotonic()
+    assert cookies.sync_wait(ctx, c2)
+    assert time.monotonic() - start < 1
+    assert getattr(ctx, "_dmctl_udev_tx") is None
+
+
+@ROOT_ONLY
+def test_seam_node_ops_follow_cookie_flags(env, monkeypatch):
+    from dmctl.cli import cookies
+    ddir = env / "dev"
+    ctx = make_ctx("verifyudev", dev_dir=str(ddir) + "/")
+    c = cookies.sync_begin(ctx, 0)
+    assert c == 0x40 << 16                                   # no udev: flags only
+    cookies.add_node(ctx, "s1", 254, 11, None, None, None, c)
+    assert not os.path.lexists(node(ddir, "s1"))             # queued until the wait
+    cookies.sync_wait(ctx, c)
+    assert_blk(node(ddir, "s1"), 254, 11)
+    c = cookies.sync_begin(ctx, 0)
+    cookies.rename_node(ctx, "s1", "s2", c)
+    cookies.sync_wait(ctx, c)
+    assert_blk(node(ddir, "s2"), 254, 11)
+    # DISABLE_LIBRARY_FALLBACK in the cookie: libdm trusts udev, no node
+    c = cookies.sync_begin(ctx, 0x20)
+    cookies.remove_node(ctx, "s2", c)
+    cookies.sync_wait(ctx, c)
+    assert_blk(node(ddir, "s2"), 254, 11)
+    c = cookies.sync_begin(ctx, 0)
+    cookies.remove_node(ctx, "s2", c)
+    cookies.sync_wait(ctx, c)
+    assert not os.path.lexists(node(ddir, "s2"))
+    # --addnodeoncreate path without a cookie value: runs at once
+    cookies.add_node(ctx, "s3", 254, 12)
+    assert_blk(node(ddir, "s3"), 254, 12)
