@@ -399,7 +399,7 @@ class EraMetadata:
             raise
         d.ws_nr_bits, d.ws_root = _WS.unpack(v)
         d.value = _U32.pack(key & 0xFFFFFFFF)
-        d.info = DiskBitset(self.tm)
+        d.info = DiskBitset(self.tm, read_only=True)   # archived writesets never change
         d.nr_bits = min(d.ws_nr_bits, self.nr_blocks)
         d.current_bit = 0
         d.step = "transcribe"
@@ -466,40 +466,38 @@ class _Reader:
         return out
 
 
-_NONZERO = re.compile(rb"[^\x00]")
-_NONFULL = re.compile(rb"[^\xff]")
-
-
-def _bit(bm, i):
-    return (bm[i >> 3] >> (i & 7)) & 1
+_NONZERO_RUN = re.compile(rb"[^\x00]+")
 
 
 def bitmap_ranges(bm, nbits):
     """[(begin, end)] runs of set bits in a little-endian bitmap of nbits bits."""
     out = []
-    i = 0
-    while i < nbits:
-        m = _NONZERO.search(bm, i >> 3)
-        if not m:
-            break
-        i = max(i, m.start() << 3)
-        while i < nbits and not _bit(bm, i):
-            i += 1
-        if i >= nbits:
-            break
-        begin = i
-        while i < nbits and (i & 7):
-            if not _bit(bm, i):
-                break
-            i += 1
-        else:
-            if i < nbits:
-                m = _NONFULL.search(bm, i >> 3)
-                i = min(nbits, (m.start() << 3) if m else nbits)
-                while i < nbits and _bit(bm, i):
-                    i += 1
-        out.append((begin, i))
-    return out
+    start = end = None
+    for m in _NONZERO_RUN.finditer(bm):
+        s, e = m.span()
+        i = s << 3
+        for byte in bm[s:e]:
+            if byte == 0xFF:
+                if end == i:
+                    end = i + 8
+                else:
+                    if start is not None:
+                        out.append((start, end))
+                    start, end = i, i + 8
+            else:
+                for k in range(8):
+                    if (byte >> k) & 1:
+                        pos = i + k
+                        if end == pos:
+                            end = pos + 1
+                        else:
+                            if start is not None:
+                                out.append((start, end))
+                            start, end = pos, pos + 1
+            i += 8
+    if start is not None:
+        out.append((start, end))
+    return [(b, min(e, nbits)) for b, e in out if b < nbits]
 
 
 def written_since(store, era, use_snapshot=False):

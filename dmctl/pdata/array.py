@@ -47,8 +47,12 @@ class ArrayInfo:
     """dm_array_info: values of ``value_size`` bytes with optional inc/dec/equal."""
 
     def __init__(self, tm, value_size, inc=None, dec=None, equal=None,
-                 share_full_blocks=False):
+                 share_full_blocks=False, read_only=False):
         self.tm = tm
+        # A reader of an array nobody changes meanwhile may remember where the last
+        # array block it read lives (saves the btree lookup per get_value).
+        self.read_only = read_only
+        self._last = None
         self.value_size = value_size
         self.inc = inc
         self.dec = dec
@@ -178,7 +182,13 @@ class ArrayInfo:
 
     def get_value(self, root, index):
         blk, entry = divmod(index, self.max_entries)
-        b = _U64.unpack(self.btree.lookup(root, blk))[0]
+        last = self._last
+        if last is not None and last[0] == root and last[1] == blk:
+            b = last[2]
+        else:
+            b = _U64.unpack(self.btree.lookup(root, blk))[0]
+            if self.read_only:
+                self._last = (root, blk, b)
         data = self.tm.read_lock(b, array_validator)
         if entry >= ab_nr(data):
             raise PDataError(errno.ENODATA, "array index %d out of range" % index)

@@ -15,8 +15,9 @@ _U64 = struct.Struct("<Q")
 class DiskBitset:
     """struct dm_disk_bitset."""
 
-    def __init__(self, tm, share_full_blocks=False):
-        self.array = ArrayInfo(tm, 8, share_full_blocks=share_full_blocks)
+    def __init__(self, tm, share_full_blocks=False, read_only=False):
+        self.array = ArrayInfo(tm, 8, share_full_blocks=share_full_blocks,
+                               read_only=read_only)
         self.current_index_set = False
         self.current_index = 0
         self.current_bits = 0
