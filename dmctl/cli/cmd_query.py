@@ -238,8 +238,9 @@ def info(ctx, args, entry, multiple):
     return _display_info(ctx, i)
 
 
-def _display_info(ctx, i):
-    if ctx.sw["columns"]:
+def _display_info(ctx, i, verbose=False):
+    # (-S forces report mode; the selected command's -v must not re-enter it)
+    if ctx.sw["columns"] and not (verbose and ctx.selection_cmd is not None):
         from dmctl.cli import report_cli
         return report_cli.add_device(ctx, i)
     if ctx.json:
@@ -287,7 +288,7 @@ def deps(ctx, args, entry, multiple):
         _json_sink(ctx).items.append({"name": name, "deps": items})
         return True
     if sw["verbose"]:
-        _display_info(ctx, i)
+        _display_info(ctx, i, True)
     parts = []
     if multiple and not sw["verbose"]:
         parts.append("%s: " % name)
@@ -415,7 +416,7 @@ def status(ctx, args, entry, multiple, ls_only=False):
                 if not matched and verbose:
                     ctx.out("".join(out))
                     out = []
-                    _display_info(ctx, i)
+                    _display_info(ctx, i, True)
                 if multiple and not verbose:
                     out.append("%s: " % name)
             elif not matched:
