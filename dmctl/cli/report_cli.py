@@ -419,6 +419,8 @@ def add_device(ctx, info):
         selected = rep.add(lambda t: obj, do_output=sel_cmd is None)
     except FieldFailed:
         return False
+    if sel_cmd is None and not rep.flags & R.BUFFERED and not ctx.json:
+        _print(ctx, rep.output())       # --unbuffered: each row as it comes
     if sel_cmd is not None and selected:
         from dmctl.cli.main import _load
         fn = _load(sel_cmd[1], sel_cmd[2])
@@ -452,6 +454,10 @@ def report_output(ctx, count):
     if (ctx.sw.get("count") or 0) != 1 and not rep.is_empty():
         lines.extend(rep.headings())
     lines.extend(rep.output())
+    _print(ctx, lines)
+
+
+def _print(ctx, lines):
     if lines:
         ctx.out("".join(l + "\n" for l in lines))
 
