@@ -188,9 +188,22 @@ def test_golden_history_matches_the_kernel(tmp_path):
     assert w.status() == golden_status("era-status-after-drop-metadata-snap.txt")
     err = w.rpc(md.drop_metadata_snap)[0]
     assert err.text == "metadata_drop_snap: no snap to drop"
-    w.rpc(md.checkpoint)                                   # message era1 8 checkpoint
-    w.postsuspend()
-    w.preresume(1024)                                      # era 7
+    w.do_work(rpcs=[md.checkpoint])        # message era1 8 checkpoint: era 6, nothing
+                                           # wakes the worker afterwards
+    # dmsetup suspend: postsuspend's archive RPC kicks off digestion of era 5; the worker
+    # keeps stepping until stop_worker sets ``suspended``, a race.  The capture matches the
+    # kernel having finished era 5 but not era 6 by then.
+    w.do_work(rpcs=[md.era_archive])
+    while md.digesting and (md.digest.step == "lookup" or md.digest.era < 6):
+        w.do_work()
+    w.suspended = True
+    md.commit()
+    # the status issued while suspended waits in the RPC list; resume's rollover RPC is
+    # added in front of it, so one do_work runs rollover (era 7), then the stats
+    w.suspended = False
+    res = w.do_work(rpcs=[md.era_rollover, md.status_line])
+    assert res[1] == golden("era-status-suspended.txt").splitlines()[-1].split(" era ")[1]
+    w.drain()
     w.postsuspend()                                        # dmsetup remove
     era_check_ok(p)
     assert run("era_dump", p).stdout == golden("era_dump-after-remove.txt")
