@@ -850,7 +850,10 @@ class Report:
             for p, rep, sv in row.values:
                 if p.hidden:
                     continue
-                d[p.field.id] = sv if p.field.kind == NUM and isinstance(sv, int) and rep.lstrip("-").isdigit() and int(rep) >= 0 else rep
+                if p.field.kind == NUM and rep.lstrip("-").isdigit():
+                    d[p.field.id] = int(rep)
+                else:
+                    d[p.field.id] = rep
             out.append(d)
         self.rows = []
         self._reset()

@@ -227,3 +227,20 @@ def test_no_heavy_imports(generic):
         p = subprocess.run([sys.executable, "-c", code % cmd], capture_output=True, text=True,
                            env=e, cwd=ROOT)
         assert "BAD []" in p.stdout, (cmd, p.stdout, p.stderr)
+
+
+def test_name_mangling(tmp_path):
+    sim = Sim(tmp_path)
+    sim.ok("create", "a b", "-u", "U 1", "--table", "0 8 zero")
+    assert sim.ok("ls") == "a b\t(254:0)\n"
+    assert sim.ok("--manglename", "none", "ls") == "a\\x20b\t(254:0)\n"
+    fields = ["info", "-c", "--noheadings", "-o",
+              "name,mangled_name,unmangled_name,uuid,mangled_uuid,unmangled_uuid"]
+    assert sim.ok(*fields) == "a b:a\\x20b:a b:U 1:U\\x201:U 1\n"
+    assert sim.ok("--manglename", "none", *fields) == \
+        "a\\x20b:a\\x20b:a b:U\\x201:U\\x201:U 1\n"
+    assert sim.ok("--manglename", "hex", *fields) == "a b:a\\x20b:a b:U 1:U\\x201:U 1\n"
+    assert sim.ok("info", "-c", "--noheadings", "-o", "name", "a\\x20b") == "a b\n"
+    assert sim.ok("table", "a b") == "0 8 zero \n"
+    rc, out, err = sim("table", "a\\x20b c")
+    assert rc == 1 and "contains mixed mangled and unmangled characters" in err

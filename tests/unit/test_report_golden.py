@@ -122,3 +122,45 @@ def test_version_sim(monkeypatch, capsys):
     rc, out, err = run(monkeypatch, capsys, ["version"])
     assert (rc, err) == (0, "")
     assert out == "Library version:   %s\nDriver version:    4.47.0 (simulated)\n" % LIBRARY_VERSION
+
+
+def test_hide_keys_crypt_and_integrity():
+    from dmctl.cli.cmd_query import hide_keys
+    assert hide_keys("crypt", "aes-xts-plain64 0123abcd 0 8:1 0") == \
+        "aes-xts-plain64 00000000 0 8:1 0"
+    assert hide_keys("crypt", "aes-xts-plain64 :32:logon:k 0 8:1 0") == \
+        "aes-xts-plain64 :32:logon:k 0 8:1 0"
+    p = "8:1 0 32 J 3 internal_hash:hmac(sha256):abcd journal_crypt:ctr(aes):beef x"
+    assert hide_keys("integrity", p) == \
+        "8:1 0 32 J 3 internal_hash:hmac(sha256):0000 journal_crypt:ctr(aes):0000 x"
+    assert hide_keys("integrity", "8:1 0 32 J 1 internal_hash:crc32c") == \
+        "8:1 0 32 J 1 internal_hash:crc32c"
+
+
+def test_table_hides_crypt_key_unless_showkeys(monkeypatch, capsys):
+    from test_report_support import Dev
+    dev = Dev("c", 0, table=[(0, 8, "crypt", "aes-cbc-essiv:sha256 0a1b 0 7:7 0")])
+    rc, out, _ = run(monkeypatch, capsys, ["table", "c"], FakeMapper([dev]))
+    assert out == "0 8 crypt aes-cbc-essiv:sha256 0000 0 7:7 0\n"
+    rc, out, _ = run(monkeypatch, capsys, ["table", "--showkeys", "c"], FakeMapper([dev]))
+    assert out == "0 8 crypt aes-cbc-essiv:sha256 0a1b 0 7:7 0\n"
+
+
+def test_options_errors(monkeypatch, capsys):
+    rc, out, err = run(monkeypatch, capsys, ["ls", "-o", "devno,bogus"])
+    assert (rc, out, err) == (1, "", "Option not recognised: bogus.\nCouldn't process command line.\n")
+    rc, out, err = run(monkeypatch, capsys, ["ls", "--tree", "-o", "ascii,zz"])
+    assert (rc, err) == (1, "Tree options not recognised: zz.\nCouldn't process command line.\n")
+
+
+def test_unrecognised_field(monkeypatch, capsys):
+    rc, out, err = run(monkeypatch, capsys, ["info", "-c", "-o", "name,nope"])
+    assert rc == 1 and out == ""
+    assert err.endswith("  ?                     - Show help.\n \nUnrecognised field: nope\n")
+
+
+def test_count_repeats_headings(monkeypatch, capsys):
+    import time
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    rc, out, err = run(monkeypatch, capsys, ["info", "-c", "--count", "2", "-o", "name", "ro1"])
+    assert out == "Name            \nro1             \n\nName            \nro1             \n"
