@@ -576,12 +576,11 @@ class Report:
                     self.error("Found percent value but numeric value expected for "
                                "selection field %s." % f.id)
                     self._sel_fail(s, start)
-                if k < len(s) and s[k].lower() in "bskmgtpeh" and f.kind == NUM:
-                    nxt = s[k + 1:k + 2]
-                    if not nxt or not (nxt.isalnum() or nxt == "_"):
-                        self.error("Found size unit specifier but numeric value expected "
-                                   "for selection field %s." % f.id)
-                        self._sel_fail(s, start)
+                # dm_units_to_factor: one unit character right after the number
+                if k < len(s) and s[k] in "hHrRbBsSkmgtpeKMGTPE" and f.kind == NUM:
+                    self.error("Found size unit specifier but numeric value expected "
+                               "for selection field %s." % f.id)
+                    self._sel_fail(s, start)
                 m = re.match(r"\d*", digits)
                 value = int(m.group(0)) if m.group(0) else 0
                 j = k

@@ -164,3 +164,26 @@ def test_count_repeats_headings(monkeypatch, capsys):
     monkeypatch.setattr(time, "sleep", lambda s: None)
     rc, out, err = run(monkeypatch, capsys, ["info", "-c", "--count", "2", "-o", "name", "ro1"])
     assert out == "Name            \nro1             \n\nName            \nro1             \n"
+
+
+def test_info_splitname_fields(monkeypatch, capsys):
+    from test_report_support import Dev
+    devs = [Dev("vg--a-lv-tpool", 0, "LVM-abc-tpool", table=[(0, 8, "zero", "")]),
+            Dev("crypt1", 1, "CRYPT-LUKS2-00-crypt1", table=[(0, 8, "zero", "")]),
+            Dev("plain", 2, table=[(0, 8, "zero", "")])]
+    rc, out, err = run(monkeypatch, capsys, ["info", "-c", "-o", "name,splitname_all"],
+                       FakeMapper(devs))
+    assert out == ("Name             Subsys VG   LV   LVLayer\n"
+                   "crypt1           CRYPT                   \n"
+                   "plain                                    \n"
+                   "vg--a-lv-tpool   LVM    vg-a lv   tpool  \n")
+
+
+def test_info_tree_and_deps_fields_all(monkeypatch, capsys):
+    rc, out, err = run(monkeypatch, capsys, ["info", "-c", "-o", "name,deps_all,tree_all",
+                                             "-O", "-device_ref_count,name"])
+    assert rc == 0, err
+    assert out.splitlines()[0].split() == ["Name", "#Devs", "DevNosUsed", "BlkDevNamesUsed",
+                                           "DevNamesUsed", "#Refs", "RefNames", "RefDevNos"]
+    assert out.splitlines()[1].split() == ["lin1", "1", "7:7", "loop7", "1", "stack1", "254:4"]
+    assert out.splitlines()[-1].split() == ["stack1", "1", "254:1", "dm-1", "lin1", "0"]
