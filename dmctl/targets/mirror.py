@@ -387,14 +387,18 @@ class Mirror(Target):
 
     def rh_recovery_prepare(self):
         self.recovery_in_flight += 1
-        while self.recovery_count > 0 and self._tokens > 0:
+        while self.recovery_count > 0:
+            if self._tokens <= 0 and self.log.has_resync_work():
+                # starting a region's recovery is the simulator's background step; a
+                # log with nothing to recover is asked at once, as kmirrord would
+                break
             self.recovery_count -= 1
             self.recovery_in_flight += 1
             if self._rh_recovery_prepare_one() <= 0:
                 self.recovery_in_flight -= 1
                 self.recovery_count += 1
                 break
-            self._tokens -= 1
+            self._tokens = max(0, self._tokens - 1)
         self.recovery_in_flight -= 1
 
     def rh_recovery_start(self):
@@ -782,6 +786,9 @@ class Mirror(Target):
     def map(self, bio):
         rw = B.READ if bio.op == B.READ else B.WRITE
         bio.per_io = None
+        if self.md is not None:
+            # every bio may change the region hash, the log or the legs' health
+            self.env.mark(self.md)
         if rw == B.WRITE and bio.flags & B.PREFLUSH and bio.nr_sectors:
             # dm core: the preflush first (an empty flush), then the data without it
             def after_flush(err):
@@ -831,9 +838,12 @@ class Mirror(Target):
             p.root = bio.root if bio.root is not None else bio
             p.end_io = piece_done
             p.per_io = _Rec(bio, self.region_of(p.sector), rw)
-            if rw == B.WRITE:
-                self.queue_bio(p, B.WRITE)
-            else:
+        if rw == B.WRITE:
+            # the pieces reach kmirrord's queue together, as the dm core submits them
+            self._writes.extend(pieces)
+            self.wakeup()
+        else:
+            for p in pieces:
                 self._map_read(p)
 
     def piece_endio(self, bio, error):
