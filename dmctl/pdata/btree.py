@@ -152,6 +152,86 @@ def copy_entries(dst, di, src, si, count):
     dst[dv + vs * di:dv + vs * (di + count)] = src[sv + vs * si:sv + vs * (si + count)]
 
 
+SPACE_THRESHOLD = 8
+
+
+def _shift_down(buf, count):
+    copy_entries(buf, 0, buf, count, n_nr(buf) - count)
+
+
+def _shift_up(buf, count):
+    copy_entries(buf, count, buf, 0, n_nr(buf))
+
+
+def _redistribute2(left, right):
+    """Even out two nodes (insert side, dm-btree.c redistribute2)."""
+    nl, nr = n_nr(left), n_nr(right)
+    total = nl + nr
+    tl = total // 2
+    tr = total - tl
+    if nl < tl:
+        d = tl - nl
+        copy_entries(left, nl, right, 0, d)
+        _shift_down(right, d)
+    elif nl > tl:
+        d = nl - tl
+        if nr:
+            _shift_up(right, d)
+        copy_entries(right, 0, left, tl, d)
+    n_set_nr(left, tl)
+    n_set_nr(right, tr)
+
+
+def _redistribute3(left, center, right):
+    """Spread two nodes over three (the centre starts empty; dm-btree.c redistribute3)."""
+    nl, nr = n_nr(left), n_nr(right)
+    total = nl + nr
+    tl = total // 3
+    tc = (total - tl) // 2
+    tr = total - tl - tc
+    if nl < tl:
+        short = tl - nl
+        copy_entries(left, nl, right, 0, short)
+        copy_entries(center, 0, right, short, tc)
+        _shift_down(right, nr - tr)
+    elif nl < tl + tc:
+        l2c = nl - tl
+        copy_entries(center, 0, left, tl, l2c)
+        copy_entries(center, l2c, right, 0, tc - l2c)
+        _shift_down(right, nr - tr)
+    else:
+        short = tr - nr
+        _shift_up(right, short)
+        copy_entries(right, 0, left, nl - short, short)
+        copy_entries(center, 0, left, tl, nl - tl)
+    n_set_nr(left, tl)
+    n_set_nr(center, tc)
+    n_set_nr(right, tr)
+
+
+def _shift(left, right, count):
+    """dm-btree-remove.c shift: count > 0 moves left's tail to right's head, < 0 back."""
+    nl, nr = n_nr(left), n_nr(right)
+    if count > 0:
+        _shift_up(right, count)
+        copy_entries(right, 0, left, nl - count, count)
+    elif count < 0:
+        copy_entries(left, nl, right, 0, -count)
+        n_set_nr(right, nr)
+        _shift_down(right, -count)
+    n_set_nr(left, nl - count)
+    n_set_nr(right, nr + count)
+
+
+def _has_space_for_insert(buf, key):
+    if n_nr(buf) == n_max(buf):
+        if n_flags(buf) & LEAF_NODE:
+            i = lower_bound(buf, key)
+            return i >= 0 and n_key(buf, i) == key      # an overwrite needs no room
+        return False
+    return True
+
+
 class BtreeInfo:
     """dm_btree_info with levels = 1.
 
@@ -261,11 +341,11 @@ class BtreeInfo:
             if sp.parent is not None and i >= 0:
                 set_value64(sp.parent[1], i, sp.current[0])
             buf = sp.current[1]
-            if n_nr(buf) == n_max(buf):
+            if not _has_space_for_insert(buf, key):
                 if top:
                     self._split_beneath(sp, key)
                 else:
-                    self._split_sibling(sp, i, key)
+                    self._rebalance_or_split(sp, i, key)
                 buf = sp.current[1]
             i = lower_bound(buf, key)
             if n_flags(buf) & LEAF_NODE:
@@ -312,20 +392,87 @@ class BtreeInfo:
         sp.parent = (pb, pn)
         sp.current = (lb, ln) if key < rk else (rb, rn)
 
-    def _split_sibling(self, sp, parent_index, key):
+    def _shadow_child(self, pn, index):
+        """shadow_child: shadow child ``index`` of ``pn`` and point ``pn`` at the shadow."""
+        b = value64(pn, index)
+        nb, buf = self._shadow(b)
+        set_value64(pn, index, nb)
+        return nb, buf
+
+    def _split_one_into_two(self, sp, parent_index, key):
         lb, ln = sp.current
         rb, rn = self.tm.new_block(node_validator)
-        nr = n_nr(ln)
-        nl = nr // 2
-        nrt = nr - nl
-        init_node(rn, n_flags(ln), n_max(ln), n_vsize(ln), nrt)
-        copy_entries(rn, 0, ln, nl, nrt)
-        n_set_nr(ln, nl)
-        pb, pn = sp.parent
-        set_value64(pn, parent_index, lb)
+        init_node(rn, n_flags(ln), n_max(ln), n_vsize(ln), 0)
+        _redistribute2(ln, rn)
+        pn = sp.parent[1]
         rk = n_key(rn, 0)
         insert_at(pn, parent_index + 1, rk, _U64.pack(rb))
         sp.current = (lb, ln) if key < rk else (rb, rn)
+
+    def _split_two_into_three(self, sp, parent_index, key):
+        pn = sp.parent[1]
+        if parent_index == 0:
+            middle_index = 1
+            left = sp.current
+            right = self._shadow_child(pn, parent_index + 1)
+        else:
+            middle_index = parent_index
+            right = sp.current
+            left = self._shadow_child(pn, parent_index - 1)
+        mb, mn = self.tm.new_block(node_validator)
+        ln, rn = left[1], right[1]
+        init_node(mn, n_flags(ln), n_max(ln), n_vsize(ln), 0)
+        _redistribute3(ln, mn, rn)
+        n_set_key(pn, middle_index, n_key(rn, 0))
+        insert_at(pn, middle_index, n_key(mn, 0), _U64.pack(mb))
+        if key < n_key(mn, 0):
+            sp.current = left
+        elif key < n_key(rn, 0):
+            sp.current = (mb, mn)
+        else:
+            sp.current = right
+
+    def _rebalance_left(self, sp, parent_index, key):
+        pn = sp.parent[1]
+        sib = self._shadow_child(pn, parent_index - 1)
+        right = sp.current[1]
+        _redistribute2(sib[1], right)
+        n_set_key(pn, parent_index, n_key(right, 0))
+        if key < n_key(right, 0):
+            sp.current = sib
+
+    def _rebalance_right(self, sp, parent_index, key):
+        pn = sp.parent[1]
+        sib = self._shadow_child(pn, parent_index + 1)
+        left = sp.current[1]
+        _redistribute2(left, sib[1])
+        n_set_key(pn, parent_index + 1, n_key(sib[1], 0))
+        if key >= n_key(sib[1], 0):
+            sp.current = sib
+
+    def _free_space(self, b):
+        buf = self._read(b)
+        return n_max(buf) - n_nr(buf)
+
+    def _rebalance_or_split(self, sp, parent_index, key):
+        """rebalance_or_split (5.14+): prefer moving entries into an unshared sibling."""
+        pn = sp.parent[1]
+        nr_parent = n_nr(pn)
+        left_shared = right_shared = False
+        if parent_index > 0:
+            left_b = value64(pn, parent_index - 1)
+            left_shared = self.tm.sm.count_is_more_than_one(left_b)
+            if not left_shared and self._free_space(left_b) >= SPACE_THRESHOLD:
+                return self._rebalance_left(sp, parent_index, key)
+        if parent_index < nr_parent - 1:
+            right_b = value64(pn, parent_index + 1)
+            right_shared = self.tm.sm.count_is_more_than_one(right_b)
+            if not right_shared and self._free_space(right_b) >= SPACE_THRESHOLD:
+                return self._rebalance_right(sp, parent_index, key)
+        if (left_shared or right_shared or nr_parent <= 2 or parent_index == 0
+                or parent_index + 1 == nr_parent):
+            return self._split_one_into_two(sp, parent_index, key)
+        return self._split_two_into_three(sp, parent_index, key)
 
     # -- remove -----------------------------------------------------------------------
     def remove(self, root, key):
@@ -356,12 +503,6 @@ class BtreeInfo:
         delete_at(buf, idx)
         return sp.root
 
-    def _shadow_child(self, pn, index):
-        b = value64(pn, index)
-        nb, buf = self._shadow(b)
-        set_value64(pn, index, nb)
-        return nb, buf
-
     def _rebalance_children(self, sp, key):
         pb, pn = sp.current
         if n_nr(pn) == 1:
@@ -372,37 +513,83 @@ class BtreeInfo:
         i = lower_bound(pn, key)
         if i < 0:
             raise PDataError(errno.ENODATA, "key %d not found" % key)
-        left = i - 1 if i > 0 else i
-        self._rebalance2(pn, left)
+        has_left = i > 0
+        has_right = i < n_nr(pn) - 1
+        if not has_left:
+            self._rebalance2(pn, i)
+        elif not has_right:
+            self._rebalance2(pn, i - 1)
+        else:
+            self._rebalance3(pn, i - 1)
 
     def _rebalance2(self, pn, li):
         ri = li + 1
-        lb, ln = self._shadow_child(pn, li)
+        _lb, ln = self._shadow_child(pn, li)
         rb, rn = self._shadow_child(pn, ri)
+        self.__rebalance2(pn, ln, rb, rn, ri)
+
+    def __rebalance2(self, pn, ln, rb, rn, ri):
         nl, nr = n_nr(ln), n_nr(rn)
         threshold = 2 * (n_max(ln) // 3 + 1)
         if nl + nr < threshold:
-            copy_entries(ln, nl, rn, 0, nr)
+            copy_entries(ln, nl, rn, 0, nr)          # merge right into left
             n_set_nr(ln, nl + nr)
             delete_at(pn, ri)
             self.tm.dec(rb)
         else:
-            target = (nl + nr) // 2
-            if nl > target:       # move the tail of left to the front of right
-                k = nl - target
-                tmp = bytearray(rn)
-                copy_entries(rn, k, tmp, 0, nr)
-                copy_entries(rn, 0, ln, target, k)
-                n_set_nr(rn, nr + k)
-                n_set_nr(ln, target)
-            elif nl < target:     # move the head of right to the tail of left
-                k = target - nl
-                copy_entries(ln, nl, rn, 0, k)
-                n_set_nr(ln, target)
-                tmp = bytearray(rn)
-                copy_entries(rn, 0, tmp, k, nr - k)
-                n_set_nr(rn, nr - k)
+            _shift(ln, rn, nl - (nl + nr) // 2)
             n_set_key(pn, ri, n_key(rn, 0))
+
+    def _rebalance3(self, pn, li):
+        ci, ri = li + 1, li + 2
+        _lb, ln = self._shadow_child(pn, li)
+        cb, cn = self._shadow_child(pn, ci)
+        rb, rn = self._shadow_child(pn, ri)
+        if not n_max(ln) == n_max(cn) == n_max(rn):
+            raise PDataError(errno.EILSEQ, "bad btree metadata, max_entries differ")
+        nl, nc, nr = n_nr(ln), n_nr(cn), n_nr(rn)
+        if nl + nc + nr < (n_max(ln) // 3) * 4 + 1:
+            # delete_center_node
+            mx = n_max(ln)
+            k = min(mx - nl, nc)
+            copy_entries(ln, nl, cn, 0, k)
+            n_set_nr(ln, nl + k)
+            if k != nc:
+                k2 = nc - k
+                _shift_up(rn, k2)
+                copy_entries(rn, 0, cn, k, k2)
+                n_set_nr(rn, nr + k2)
+            n_set_key(pn, ri, n_key(rn, 0))
+            delete_at(pn, ci)
+            self.tm.dec(cb)
+            self.__rebalance2(pn, ln, rb, rn, ri - 1)
+            return
+        # redistribute3 (remove side)
+        total = nl + nc + nr
+        target_right = total // 3
+        target_left = target_right + (1 if target_right * 3 != total else 0)
+        if nl < nr:
+            d = nl - target_left
+            if d < 0 and nc < -d:
+                _shift(ln, cn, -nc)
+                d += nc
+                _shift(ln, rn, d)
+                nr += d
+            else:
+                _shift(ln, cn, d)
+            _shift(cn, rn, target_right - nr)
+        else:
+            d = target_right - nr
+            if d > 0 and nc < d:
+                _shift(cn, rn, nc)
+                d -= nc
+                _shift(ln, rn, d)
+                nl -= d
+            else:
+                _shift(cn, rn, d)
+            _shift(ln, cn, nl - target_left)
+        n_set_key(pn, ci, n_key(cn, 0))
+        n_set_key(pn, ri, n_key(rn, 0))
 
     # -- delete -----------------------------------------------------------------------
     def delete(self, root):
