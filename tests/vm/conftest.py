@@ -4,7 +4,8 @@
 - ``vm`` tests run only when asked for: ``pytest -m vm`` (or any -m expression naming vm),
   or DMCTL_VM=1; otherwise they are skipped, so that a plain ``pytest`` stays fast.
 - tests/vm/guest/ holds tests that need the real kernel: they run inside the guest booted
-  by tests/vm/run (which sets DMCTL_VM_GUEST=1) and are skipped anywhere else.
+  by tests/vm/run (which sets DMCTL_VM_GUEST=1); on the host they are not collected
+  (skipped, if named explicitly).
 """
 
 import os
@@ -27,6 +28,19 @@ def _vm_requested(config):
         return True
     expr = config.getoption("markexpr", "") or ""
     return "vm" in expr.replace("not vm", "")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """On the host, a run over tests/ (or tests/vm) leaves the guest-only tests out
+    altogether instead of listing ~160 skips; naming tests/vm/guest explicitly still
+    collects them (and skips them, with the reason)."""
+    if IN_GUEST or str(collection_path) != GUEST_DIR:
+        return None
+    for arg in config.args:
+        a = os.path.abspath(str(arg).split("::")[0])
+        if a == GUEST_DIR or a.startswith(GUEST_DIR + os.sep):
+            return None
+    return True
 
 
 def pytest_collection_modifyitems(config, items):

@@ -291,6 +291,21 @@ def cmd_script(env, cwd, argv):
     return "\n".join(lines) + "\n"
 
 
+DEFAULT_PYTEST_ARGS = ("tests/vm/guest", "-q")
+
+
+def pytest_args(args, repo):
+    """pytest's arguments in the guest: ``args``, plus tests/vm/guest when none of them
+    names a test path (so that ``tests/vm/run -x -k era`` still runs the guest tests,
+    not the whole project).  No arguments at all: ``tests/vm/guest -q``."""
+    if not args:
+        return list(DEFAULT_PYTEST_ARGS)
+    for a in args:
+        if not a.startswith("-") and os.path.exists(os.path.join(repo, a.split("::")[0])):
+            return list(args)
+    return list(args) + [DEFAULT_PYTEST_ARGS[0]]
+
+
 def scan_console(text):
     """-> (fault lines, warning lines) found in the guest's kernel console log."""
     faults, warns = [], []
@@ -679,7 +694,8 @@ USAGE = """usage: tests/vm/run [PYTEST ARGS...]
 
 Boots Debian's Linux kernel (6.1) under QEMU once and runs, inside it as root from the
 checkout (shared read-write; the host's / is read-only), `python3 -m pytest ARGS`
-(default: tests/vm/guest -q), or with --cmd a shell command.  --prepare only fetches the
+(default: tests/vm/guest -q; tests/vm/guest is added when ARGS name no test path), or
+with --cmd a shell command.  --prepare only fetches the
 kernel and builds the initramfs.  Paths in ARGS are relative to the checkout.
 
 Exit status: the guest command's; 124 timeout; 125 the VM failed (after one retry).
@@ -719,7 +735,7 @@ def main(args):
                 raise VmError("--cmd takes one shell command line")
             argv = ["/bin/bash", "-c", args[1]]
         else:
-            argv = [python, "-m", "pytest"] + (args or ["tests/vm/guest", "-q"])
+            argv = [python, "-m", "pytest"] + pytest_args(args, repo_root())
         cwd = repo_root()
         tty = os.isatty(sys.stdout.fileno())
         env = guest_env(os.environ, python, tty=tty,
