@@ -165,13 +165,13 @@ def failed(result):
 
 
 def display_info(ctx, info):
-    """``_display_info`` after a successful task with ``-v``."""
+    """``_display_info`` after a successful task with ``-v``: the long info block, or
+    a report row with ``-c`` (and dmctl's ``--json``), as ``info`` prints them."""
     if info is None:
         ctx.err("Device does not exist.")
         return False
-    from dmctl.cli.common import display_info_long
-    display_info_long(ctx, info)
-    return True
+    from dmctl.cli import cmd_query
+    return cmd_query._display_info(ctx, info, verbose=True)
 
 
 def user_cookie(ctx):
