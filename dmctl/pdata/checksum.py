@@ -55,7 +55,7 @@ class BlockValidator:
     ``"<what> failed: blocknr %llu != wanted %llu"`` / ``"csum %u != wanted %u"`` texts.
     """
 
-    def __init__(self, name, xor, blocknr_offset, what=None, sep="!="):
+    def __init__(self, name, xor, blocknr_offset, what=None, sep=" !="):
         self.name = name
         self.xor = xor
         self.blocknr_offset = blocknr_offset
@@ -69,14 +69,14 @@ class BlockValidator:
     def check_location(self, data, b):
         blocknr = _LE64.unpack_from(data, self.blocknr_offset)[0]
         if blocknr != b:
-            raise PDataError(errno.ENOTBLK, "%s failed: blocknr %d %s wanted %d"
+            raise PDataError(errno.ENOTBLK, "%s failed: blocknr %d%s wanted %d"
                              % (self.what, blocknr, self.sep, b))
 
     def check_csum(self, data):
         want = block_checksum(data, self.xor)
         got = stored_checksum(data)
         if want != got:
-            raise PDataError(errno.EILSEQ, "%s failed: csum %d %s wanted %d"
+            raise PDataError(errno.EILSEQ, "%s failed: csum %d%s wanted %d"
                              % (self.what, want, self.sep, got))
 
     def check(self, data, b):
