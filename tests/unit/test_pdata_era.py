@@ -196,3 +196,12 @@ def test_bitmap_ranges():
         bm[b >> 3] |= 1 << (b & 7)
     assert bitmap_ranges(bm, 32) == [(0, 3), (7, 10), (20, 21), (31, 32)]
     assert bitmap_ranges(bytearray(b"\xff\xff"), 13) == [(0, 13)]
+
+
+def test_metadata_space_map_is_clamped_to_255_bitmaps():
+    store = MemoryBlockStore(5_000_000)          # ~19 GiB of metadata: more than 255 bitmaps
+    md = EraMetadata(store, 128)
+    used, total = md.stats()
+    assert total == 255 * 16320 == 4161600
+    # superblock, index, ref-count root, 255 bitmaps, writeset tree, era array
+    assert used == 1 + 1 + 1 + 255 + 2
