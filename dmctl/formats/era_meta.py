@@ -8,6 +8,27 @@ it calls these functions in the kernel's order.
 The pure readers :func:`written_since` and :func:`dump` compute what thin-provisioning-tools
 0.9.0 ``era_invalidate --written-since`` and ``era_dump`` print for a metadata device.
 
+How the era target drives it (the kernel's order; with it the golden captures' status
+lines, ``10/2048 1`` ... ``13/2048 5 70``, come out exactly):
+
+- ctr: ``md = EraMetadata(store, sectors_per_block)`` (ti->error "Error reading metadata" on
+  EraMetadataError); the target's own nr_blocks starts at 0.
+- every worker run (do_work): ``md.kick_off_digest()``; if ``md.digesting``, one
+  ``md.digest_step()`` (an EraMetadataError there is logged as "process_old_eras: digest
+  step failed, stopping digestion" and ends digestion); then the deferred bios: for each,
+  ``md.mark_block(block)``, and one ``md.commit()`` if any returned True (on failure the
+  bios error); then the queued RPCs, newest first, followed by one ``md.commit()``.
+  While ``md.digesting`` the worker requeues itself (not while suspended).
+- era_map: a write to a block with ``md.current_marked(block)`` false is deferred.
+- preresume: if the target's nr_blocks changed, ``md.resize(n)`` + ``md.commit()``; then
+  RPC ``md.era_rollover``.  postsuspend: RPC ``md.era_archive``, stop the worker,
+  ``md.commit()``.
+- messages: RPC ``md.checkpoint`` / ``md.take_metadata_snap`` / ``md.drop_metadata_snap``;
+  status: RPC ``md.status_line`` (or ``md.stats()``, ``md.current_era``,
+  ``md.metadata_snap``).
+- Every error is a :class:`~dmctl.pdata.errors.PDataError` (EraMetadataError for the
+  era-level ones) with ``errno`` and the kernel's text.
+
 Costs (the kernel's): the two in-core writesets are bytearrays of nr_blocks/8 bytes each;
 the era array lives in metadata blocks read through the block manager's small cache.
 Marking an already-marked block touches no metadata; marking a new one needs one commit.
