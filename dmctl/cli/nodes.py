@@ -41,7 +41,10 @@ def _delegate(ctx, fname):
 
 def udev_flags(ctx):
     """dmsetup's udev flags for create/resume/remove/rename: ``--noudevrules`` and
-    ``_udev_only`` (DM_DEV_DIR is /dev and (cookie supplied or no --verifyudev))."""
+    ``_udev_only`` (DM_DEV_DIR is /dev and (cookie supplied or no --verifyudev)).
+    0 where nothing would use them (the simulator)."""
+    if _delegate(ctx, "sync_begin") is None:
+        return 0
     from dmctl import cookie as ck
     sw = ctx.sw
     flags = 0
@@ -67,6 +70,8 @@ def user_cookie(ctx):
 
 def relies_on_udev(flags):
     """libdm's ``rely_on_udev``: no library node creation."""
+    if not flags:
+        return False
     from dmctl import cookie as ck
     return bool(flags & ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK)
 
