@@ -55,27 +55,26 @@ def _is_hole(fd, offset, length):
 
 
 class WriteCache:
-    """The volatile cache state of one backing file (persisted between processes)."""
+    """The volatile cache state of one backing file (persisted between processes).
 
-    __slots__ = ("bits", "index", "jpath", "jfd", "dirty_count", "changed")
+    ``index`` maps each dirty 4 KiB block to the journal offset of its durable image
+    (-1: it was a hole).  A dict, not a bitmap: writes scattered over a huge sparse
+    file must cost memory per dirty block, not per block of the file.
+    """
+
+    __slots__ = ("index", "jpath", "jfd", "changed")
 
     def __init__(self, jpath, state=None):
         self.jpath = jpath
         self.jfd = None
         self.changed = False
+        self.index = {}
         if state:
-            bits, idx = pickle.loads(state)
-            self.bits = bytearray(bits)
-            self.index = {}
             a = array("q")
-            a.frombytes(idx)
+            a.frombytes(state)
             it = iter(a)
             for b in it:
                 self.index[b] = next(it)
-        else:
-            self.bits = bytearray()
-            self.index = {}
-        self.dirty_count = len(self.index)
 
     def state(self):
         if not self.index:
@@ -84,47 +83,32 @@ class WriteCache:
         for b, off in self.index.items():
             a.append(b)
             a.append(off)
-        return pickle.dumps((bytes(self.bits), a.tobytes()), protocol=4)
+        return a.tobytes()
 
     def _jfd(self):
         if self.jfd is None:
             self.jfd = os.open(self.jpath, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         return self.jfd
 
-    def _is_dirty(self, b):
-        i = b >> 3
-        return i < len(self.bits) and (self.bits[i] >> (b & 7)) & 1
-
-    def _set_dirty(self, b):
-        i = b >> 3
-        if i >= len(self.bits):
-            self.bits.extend(bytes(i + 1 - len(self.bits) + 64))
-        self.bits[i] |= 1 << (b & 7)
-
-    def _clear_dirty(self, b):
-        i = b >> 3
-        if i < len(self.bits):
-            self.bits[i] &= ~(1 << (b & 7)) & 0xFF
-
     def before_write(self, fd, offset, length):
         """Save the durable contents of every clean block the write will touch."""
         first = offset // BLOCK
         last = (offset + length - 1) // BLOCK
+        index = self.index
         b = first
         while b <= last:
-            if self._is_dirty(b):
+            if b in index:
                 b += 1
                 continue
             # a run of clean blocks
             e = b
-            while e + 1 <= last and not self._is_dirty(e + 1):
+            while e + 1 <= last and (e + 1) not in index:
                 e += 1
             start = b * BLOCK
             n = (e - b + 1) * BLOCK
             if _is_hole(fd, start, n):
                 for x in range(b, e + 1):
-                    self.index[x] = -1
-                    self._set_dirty(x)
+                    index[x] = -1
             else:
                 pre = os.pread(fd, n, start)
                 if len(pre) < n:
@@ -133,8 +117,7 @@ class WriteCache:
                 joff = os.lseek(jfd, 0, os.SEEK_END)
                 os.pwrite(jfd, pre, joff)
                 for i, x in enumerate(range(b, e + 1)):
-                    self.index[x] = joff + i * BLOCK
-                    self._set_dirty(x)
+                    index[x] = joff + i * BLOCK
             self.changed = True
             b = e + 1
 
@@ -143,11 +126,10 @@ class WriteCache:
         first = offset // BLOCK
         last = (offset + length - 1) // BLOCK
         for b in range(first, last + 1):
-            if not self._is_dirty(b):
+            if b not in self.index:
                 continue
             bstart = b * BLOCK
             if offset <= bstart and offset + length >= bstart + BLOCK:
-                self._clear_dirty(b)
                 del self.index[b]
             else:
                 # partial: patch the saved durable image with the FUA bytes
@@ -171,9 +153,6 @@ class WriteCache:
         else:
             kept = {}
         self.index = kept
-        self.bits = bytearray()
-        for b in kept:
-            self._set_dirty(b)
         if not kept:
             if self.jfd is not None:
                 os.ftruncate(self.jfd, 0)
@@ -200,7 +179,6 @@ class WriteCache:
                 os.pwrite(fd, os.pread(jfd, BLOCK, joff), b * BLOCK)
             reverted += 1
         self.index = {}
-        self.bits = bytearray()
         if self.jfd is not None or os.path.exists(self.jpath):
             os.truncate(self.jpath, 0)
         self.changed = True

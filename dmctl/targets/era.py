@@ -136,6 +136,10 @@ class Era(Target):
     def save(self):
         st = Target.save(self)
         md = self.md_
+        # Write dirty metadata blocks back before the in-core state is saved: they are
+        # shadows (copy-on-write), so writing them early is what the kernel's buffer
+        # cache may do at any time too, and the saved state stays small.
+        md.bm.write_dirty()
         md.bm.clean.clear()
         buf = io.BytesIO()
         _Pickler(buf, protocol=4).dump(md)
