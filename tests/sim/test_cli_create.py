@@ -458,3 +458,17 @@ def test_verbose_with_columns_prints_a_report_row(dmctl, mapper):
     r = dmctl("create", "v", "-v", "-c", "--noheadings", "-o", "name,attr,segments",
               "--table", "0 8 zero")
     assert (r.rc, r.out, r.err) == (0, "v:L--w:1\n", "")
+
+
+def test_table_concise_output_recreates_the_devices(dmctl, mapper, disk):
+    ok = dmctl("create", "--concise",
+               "a\\,1,U\\;1,4,ro,0 8 zero,8 8 error;b,,,,0 64 linear %s 0" % disk)
+    assert ok.rc == 0, ok
+    before = state(mapper)
+    r = dmctl("table", "--concise")
+    assert r.rc == 0 and r.out.endswith("\n")
+    assert dmctl("remove_all").rc == 0
+    assert names(mapper) == []
+    r2 = dmctl("create", "--concise", r.out)
+    assert (r2.rc, r2.err) == (0, "")
+    assert state(mapper) == before
