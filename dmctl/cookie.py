@@ -22,7 +22,6 @@ its import cost low.  64-bit Linux layouts of ``struct semid_ds``/``seminfo``.
 """
 
 import collections
-import ctypes
 import errno as _errno
 import os
 import sys
@@ -107,15 +106,6 @@ def cookie_key(cookie):
 # libc
 # --------------------------------------------------------------------------------------
 
-class _Sembuf(ctypes.Structure):
-    _fields_ = [("sem_num", ctypes.c_ushort), ("sem_op", ctypes.c_short),
-                ("sem_flg", ctypes.c_short)]
-
-
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
 # struct semid_ds (x86_64 / generic 64-bit): ipc_perm is 48 bytes: __key, uid, gid, cuid,
 # cgid, mode (4 bytes each), __seq, __pad2 (2 each), 2 reserved longs; then sem_otime,
 # reserved, sem_ctime, reserved, sem_nsems, 2 reserved.
@@ -128,23 +118,35 @@ _OFF_CTIME = 64
 _OFF_NSEMS = 80
 
 _libc = None
+ctypes = None           # imported on first use: udevflags needs no libc
+_Sembuf = _Timespec = None
 
 
 def _lib():
-    global _libc
+    global _libc, ctypes, _Sembuf, _Timespec
     if _libc is None:
-        lib = ctypes.CDLL(None, use_errno=True)
-        lib.semget.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int)
-        lib.semget.restype = ctypes.c_int
-        lib.semop.argtypes = (ctypes.c_int, ctypes.POINTER(_Sembuf), ctypes.c_size_t)
-        lib.semop.restype = ctypes.c_int
-        lib.semtimedop.argtypes = (ctypes.c_int, ctypes.POINTER(_Sembuf), ctypes.c_size_t,
-                                   ctypes.POINTER(_Timespec))
-        lib.semtimedop.restype = ctypes.c_int
+        import ctypes as _ct
+
+        class Sembuf(_ct.Structure):
+            _fields_ = [("sem_num", _ct.c_ushort), ("sem_op", _ct.c_short),
+                        ("sem_flg", _ct.c_short)]
+
+        class Timespec(_ct.Structure):
+            _fields_ = [("tv_sec", _ct.c_long), ("tv_nsec", _ct.c_long)]
+
+        lib = _ct.CDLL(None, use_errno=True)
+        lib.semget.argtypes = (_ct.c_int, _ct.c_int, _ct.c_int)
+        lib.semget.restype = _ct.c_int
+        lib.semop.argtypes = (_ct.c_int, _ct.POINTER(Sembuf), _ct.c_size_t)
+        lib.semop.restype = _ct.c_int
+        lib.semtimedop.argtypes = (_ct.c_int, _ct.POINTER(Sembuf), _ct.c_size_t,
+                                   _ct.POINTER(Timespec))
+        lib.semtimedop.restype = _ct.c_int
         # semctl is variadic: argtypes are left unset and every argument is passed as
         # an explicit ctypes object (c_int or c_void_p), which is ABI-correct on x86_64
         # and aarch64 alike.
-        lib.semctl.restype = ctypes.c_int
+        lib.semctl.restype = _ct.c_int
+        ctypes, _Sembuf, _Timespec = _ct, Sembuf, Timespec
         _libc = lib
     return _libc
 
@@ -172,13 +174,14 @@ def _signed32(v):
 
 def semop(semid, op, flags=0, timeout=None):
     """One operation on semaphore 0.  ``timeout`` in seconds uses semtimedop."""
+    lib = _lib()
     sb = _Sembuf(0, op, flags)
     if timeout is None:
-        r = _lib().semop(semid, ctypes.byref(sb), 1)
+        r = lib.semop(semid, ctypes.byref(sb), 1)
     else:
         sec = int(timeout)
         ts = _Timespec(sec, int((timeout - sec) * 1e9))
-        r = _lib().semtimedop(semid, ctypes.byref(sb), 1, ctypes.byref(ts))
+        r = lib.semtimedop(semid, ctypes.byref(sb), 1, ctypes.byref(ts))
     if r < 0:
         _raise("semop")
 
@@ -207,8 +210,9 @@ def rmid(semid):
 def sem_info():
     """``semctl(0, 0, SEM_INFO)``: the highest used index in the kernel's array, or
     raises (no SysV IPC)."""
+    lib = _lib()
     buf = ctypes.create_string_buffer(64)
-    r = _lib().semctl(ctypes.c_int(0), ctypes.c_int(0), ctypes.c_int(SEM_INFO),
+    r = lib.semctl(ctypes.c_int(0), ctypes.c_int(0), ctypes.c_int(SEM_INFO),
                       ctypes.cast(buf, ctypes.c_void_p))
     if r < 0:
         _raise("semctl SEM_INFO")
@@ -231,8 +235,9 @@ class SemStat:
 
 
 def _stat(id_or_index, cmd):
+    lib = _lib()
     buf = ctypes.create_string_buffer(_SEMID_DS_SIZE + 64)
-    r = _lib().semctl(ctypes.c_int(id_or_index), ctypes.c_int(0), ctypes.c_int(cmd),
+    r = lib.semctl(ctypes.c_int(id_or_index), ctypes.c_int(0), ctypes.c_int(cmd),
                       ctypes.cast(buf, ctypes.c_void_p))
     if r < 0:
         _raise("semctl")
