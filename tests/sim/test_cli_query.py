@@ -46,7 +46,9 @@ class Sim:
         e.pop("DM_DEFAULT_NAME_MANGLING_MODE", None)
         if env:
             e.update(env)
-        p = subprocess.run([sys.executable, "-m", "dmctl", "--backend", "sim"] + list(args),
+        # dmctl's own commands (io, sim, ...) take no dmsetup options before them
+        pre = [] if args and args[0] in ("io", "sim") else ["--backend", "sim"]
+        p = subprocess.run([sys.executable, "-m", "dmctl"] + pre + list(args),
                            input=input, capture_output=True, text=True, env=e, cwd=ROOT)
         return p.returncode, p.stdout, p.stderr
 
