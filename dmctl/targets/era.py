@@ -158,6 +158,28 @@ class Era(Target):
     def _target_nr_blocks(self):
         return -(-self.ti.len // self.sectors_per_block)
 
+    def _do_work(self):
+        """What each run of the kernel's era worker does before handling its event
+        (a deferred bio or an RPC): kick off digestion of archived writesets and run
+        one digest step.  The remaining steps run as background work."""
+        md = self.md_
+        md.kick_off_digest()
+        if md.digesting:
+            try:
+                md.digest_step()
+            except Exception:
+                self.env.klog(DM_MSG_PREFIX + "process_old_eras: digest step failed, stopping digestion")
+
+    def _rpc(self, fn):
+        """in_worker0/1: run ``fn`` in the worker, then commit (always, as
+        process_rpc_calls does).  Returns fn's result; its exception is re-raised after
+        the commit."""
+        self._do_work()
+        try:
+            return fn()
+        finally:
+            self._commit()
+
     def _commit(self):
         try:
             self.md_.commit()
@@ -174,7 +196,9 @@ class Era(Target):
             block = self._block(bio.sector)
             md = self.md_
             if not md.current_marked(block):
-                # process_deferred_bios: mark on disk, commit, then submit
+                # deferred to the worker: do_work, then process_deferred_bios marks
+                # the block on disk, commits, and only then submits the bio
+                self._do_work()
                 try:
                     newly = md.mark_block(block)
                 except Exception:
@@ -191,11 +215,10 @@ class Era(Target):
     def postsuspend(self):
         md = self.md_
         try:
-            md.era_archive()
+            self._rpc(md.era_archive)
         except Exception as e:
-            err, text = _meta_error(e)
             self.env.klog(DM_MSG_PREFIX + "%s: couldn't archive current era" % "era_postsuspend")
-        self.suspended = True
+        self.suspended = True      # stop_worker: digestion pauses
         self._commit()
 
     def preresume(self):
@@ -210,14 +233,13 @@ class Era(Target):
             if not self._commit():
                 raise TargetError(errno.EIO, "commit failed")
             self.nr_blocks = new_size
-        self.suspended = False
+        self.suspended = False     # start_worker
         try:
-            md.era_rollover()
+            self._rpc(md.era_rollover)
         except Exception as e:
             err, text = _meta_error(e)
             raise TargetError(err, "rollover failed",
                               log=DM_MSG_PREFIX + "%s: metadata_era_rollover failed" % "era_preresume")
-        self._commit()
 
     def dtr(self):
         self.md_ = None
@@ -227,14 +249,14 @@ class Era(Target):
         md = self.md_
         if self.suspended or md is None:
             return 0
-        md.kick_off_digest()
+        # the worker re-wakes itself only while a digestion is in progress
         n = 0
         while n < budget and md.digesting:
             try:
                 md.digest_step()
             except Exception:
                 # "digest step failed, stopping digestion" (harmless at an empty tree)
-                pass
+                self.env.klog(DM_MSG_PREFIX + "process_old_eras: digest step failed, stopping digestion")
             n += 1
         return n
 
@@ -245,10 +267,9 @@ class Era(Target):
             if not self.suspended:
                 # the stats RPC goes through the worker, which commits afterwards
                 try:
-                    used, total = md.stats()
+                    used, total = self._rpc(md.stats)
                 except Exception:
                     return "Error"
-                self._commit()
             else:
                 used, total = md.stats()
             snap = str(md.metadata_snap) if md.metadata_snap else "-"
@@ -265,21 +286,15 @@ class Era(Target):
                               log=DM_MSG_PREFIX + "incorrect number of message arguments")
         word = argv[0].lower()
         md = self.md_
+        fns = {"checkpoint": md.era_rollover, "take_metadata_snap": md.take_metadata_snap,
+               "drop_metadata_snap": md.drop_metadata_snap}
+        fn = fns.get(word)
+        if fn is None:
+            raise TargetError(errno.EINVAL, "unsupported message '%s'" % argv[0],
+                              log=DM_MSG_PREFIX + "unsupported message '%s'" % argv[0])
         try:
-            if word == "checkpoint":
-                md.era_rollover()
-            elif word == "take_metadata_snap":
-                md.take_metadata_snap()
-            elif word == "drop_metadata_snap":
-                md.drop_metadata_snap()
-            else:
-                raise TargetError(errno.EINVAL, "unsupported message '%s'" % argv[0],
-                                  log=DM_MSG_PREFIX + "unsupported message '%s'" % argv[0])
-        except TargetError:
-            raise
+            self._rpc(fn)
         except Exception as e:
             err, text = _meta_error(e)
-            self._commit()
             raise TargetError(err or errno.EINVAL, text, log=DM_MSG_PREFIX + text)
-        self._commit()
         return None

@@ -229,3 +229,36 @@ def test_crash_never_loses_a_completed_write(mapper, era, crash_after):
     era_check(era.meta)
     got = invalidate(era.meta, 1)
     assert set(written) <= got
+
+
+def test_status_lines_match_the_kernels_for_the_golden_history(mapper, era):
+    """The era section of the golden captures (INDEX-era.tsv), replayed: the used
+    metadata block counts, eras and the snapshot block equal the real kernel's."""
+    from conftest import golden
+
+    def g(name):
+        return golden(name).split(" era ", 1)[1].strip()
+    era()
+    assert status(mapper) == g("era-status.txt")
+    for i in range(4):
+        write_block(mapper, i)
+    assert status(mapper) == g("era-status-after-write-1.txt")
+    mapper.message("era1", 0, "checkpoint")
+    assert status(mapper) == g("era-status-after-checkpoint.txt")
+    mapper.message("era1", 0, "checkpoint")
+    assert status(mapper) == g("era-status-after-strace-checkpoint.txt")
+    write_block(mapper, 100)
+    write_block(mapper, 101)
+    mapper.message("era1", 0, "checkpoint")
+    assert status(mapper) == g("era-status-after-checkpoint-2.txt")
+    write_block(mapper, 500)
+    mapper.message("era1", 0, "take_metadata_snap")
+    assert status(mapper) == g("era-status-after-take-metadata-snap.txt")
+    mapper.message("era1", 0, "drop_metadata_snap")
+    assert status(mapper) == g("era-status-after-drop-metadata-snap.txt")
+    mapper.message("era1", 8, "checkpoint")
+    mapper.suspend("era1")
+    mapper.resume("era1")
+    mapper.remove("era1")
+    era()
+    assert status(mapper) == g("era-status-recreated.txt")
