@@ -196,6 +196,7 @@ def _create_and_load(ctx, dmt, lines, read_only, cookie, flags):
                 lc.task_fail(ctx, e, "resume", rt)
                 nodes.sync_complete(ctx, cookie)
             else:
+                nodes.sync_done(ctx, cookie, rinfo)
                 if not sw["addnodeoncreate"]:
                     nodes.add_node(ctx, dmt.name, rinfo.major, rinfo.minor,
                                    sw.get("uid"), sw.get("gid"), sw.get("mode"), cookie)

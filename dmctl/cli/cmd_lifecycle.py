@@ -233,6 +233,8 @@ def simple(ctx, op, name_arg, event_nr=0, display=True, entry=None):
             break
     else:
         nodes.sync_complete(ctx, cookie)
+    if r and op in _UEVENT_OPS:
+        nodes.sync_done(ctx, cookie, info)
     if r:
         if op == "remove" and t.name:
             nodes.remove_node(ctx, t.name, cookie)
@@ -392,8 +394,10 @@ def do_rename(ctx, name_arg, new_name=None, new_uuid=None, kernel_form=False,
     dev = flatten(ctx, t, "rename")
     if dev is not None:
         try:
-            ctx.mapper().rename(dev, new, set_uuid=new_uuid is not None, cookie=cookie)
+            info = ctx.mapper().rename(dev, new, set_uuid=new_uuid is not None,
+                                       cookie=cookie)
             r = True
+            nodes.sync_done(ctx, cookie, info)
         except DmError as e:
             task_fail(ctx, e, "rename", t)
             nodes.sync_complete(ctx, cookie)

@@ -91,6 +91,18 @@ def sync_complete(ctx, cookie):
         fn(ctx, cookie)
 
 
+def sync_done(ctx, cookie, info):
+    """After a successful uevent ioctl: libdm completes the cookie itself when the
+    kernel says it sent no uevent (DM_UEVENT_GENERATED_FLAG clear in the reply)."""
+    if not cookie:
+        return
+    fn = _delegate(ctx, "sync_done")
+    if fn is not None:
+        fn(ctx, cookie, info)
+    elif info is not None and not info.uevent_generated:
+        sync_complete(ctx, cookie)
+
+
 def sync_wait(ctx, cookie):
     if not cookie:
         return
