@@ -1,32 +1,697 @@
-"""The ``userspace`` dirty log (dm-log-userspace-base.c): the log lives in a
-userspace server reached through the kernel connector.
+"""The ``userspace`` dirty log (dm-log-userspace-base.c, -transfer.c) and a log
+server that implements cmirrord's ``clustered-core`` / ``clustered-disk`` logs.
 
-``userspace <#args> <uuid> [integrated_flush] <log type> <log type args...>``.
+Table: ``userspace <#args> <uuid> [integrated_flush] <log type> <type args...>``,
+e.g. ``mirror userspace 4 LVM-xyz clustered-disk 253:2 1024 2 253:3 0 253:4 0``.
 
-The simulator has no log server yet, so every constructor that gets past the
-argument checks fails as the kernel's does when no server listens (-ESRCH).
+Kernel side (``UserspaceLog``): every dirty-log operation becomes a request, a
+``struct cn_msg`` (20 bytes) followed by ``struct dm_ulog_request`` (160 bytes,
+native endian) and its payload, exactly as the kernel sends it on the connector
+(CN_IDX_DM 0x7, CN_VAL_DM_USERSPACE_LOG 0x1); replies are parsed the same way.
+Marks and clears are queued and sent at flush time (LIFO, at most 32 per request),
+``in_sync`` without blocking answers -EWOULDBLOCK, the TABLE status is built locally,
+INFO comes from the server (``userspace 1 COM_FAILURE`` when it cannot be reached).
+
+The server (``LogServer``, started with ``dmctl logd start``): the simulator's
+connector delivers each request to it when it runs; without it a request fails with
+-ESRCH, and a constructor fails exactly as the kernel's does when no cmirrord
+listens.  The server is a single-node cluster (node 1 is always the CPG server),
+keeps cmirrord's per-log state (clean/sync bits, sync_count, in_sync, one recovering
+region, the mark list, the priority recovery list) and, for clustered-disk, writes
+the kernel disk log format (header + clean bits at byte 1024) to the log device
+through simulated bios.  Its state is part of the simulator's persistent state.
+
+Deviations (the simulator cannot block a process): a request to a server that is
+gone is answered -ESRCH after the kernel's "Userspace log server not found" line
+instead of being retried every 2 s forever; ``is_remote_recovering`` asks the server
+every time instead of at most once per HZ/4.
 """
 
 import errno
+import pickle
+import struct
 
+from dmctl.formats import mirror_log as F
+from dmctl.sim import bio as B
+from dmctl.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE
 from dmctl.targets.dirty_log.base import DirtyLog, LogError
 
 PREFIX = "device-mapper: dm-log-userspace: "
 DM_UUID_LEN = 129
-DM_ULOG_CTR = 1
+DM_ULOG_REQUEST_VERSION = 3
+CN_IDX_DM = 0x7
+CN_VAL_DM_USERSPACE_LOG = 0x1
+DM_ULOG_PREALLOCED_SIZE = 512
+MAX_FLUSH_GROUP_COUNT = 32
+DM_ULOG_RESPONSE = 0x1000
+DM_ULOG_REQUEST_MASK = 0xFF
+
+(DM_ULOG_CTR, DM_ULOG_DTR, DM_ULOG_PRESUSPEND, DM_ULOG_POSTSUSPEND, DM_ULOG_RESUME,
+ DM_ULOG_GET_REGION_SIZE, DM_ULOG_IS_CLEAN, DM_ULOG_IN_SYNC, DM_ULOG_FLUSH,
+ DM_ULOG_MARK_REGION, DM_ULOG_CLEAR_REGION, DM_ULOG_GET_RESYNC_WORK,
+ DM_ULOG_SET_REGION_SYNC, DM_ULOG_GET_SYNC_COUNT, DM_ULOG_STATUS_INFO,
+ DM_ULOG_STATUS_TABLE, DM_ULOG_IS_REMOTE_RECOVERING) = range(1, 18)
+
+CN_MSG = struct.Struct("=IIIIHH")                 # struct cn_msg (20 bytes)
+ULOG_REQ = struct.Struct("=Q129s3sIiIII")         # struct dm_ulog_request (160 bytes)
+assert CN_MSG.size == 20 and ULOG_REQ.size == 160
+
+META_KEY = "logd"          # the running server's state in the simulator's store
+META_SEQ = "ulog_seq"      # the kernel's global request sequence counter
+META_LUID = "ulog_luid"    # source of unique log ids (the kernel uses the log's address)
+
+
+def pack_request(luid, uuid, seq, request_type, data=b"", error=0,
+                 version=DM_ULOG_REQUEST_VERSION):
+    """cn_msg + dm_ulog_request + data, as dm_consult_userspace sends it."""
+    req = ULOG_REQ.pack(luid, uuid.encode()[:DM_UUID_LEN - 1], b"", version, error, seq,
+                        request_type, len(data)) + bytes(data)
+    return CN_MSG.pack(CN_IDX_DM, CN_VAL_DM_USERSPACE_LOG, seq, 0, len(req), 0) + req
+
+
+def unpack_request(msg):
+    """(cn (idx, val, seq, ack, len, flags), req dict, data) of a connector message."""
+    cn = CN_MSG.unpack_from(msg)
+    if cn[4] == 0:
+        return cn, None, b""
+    luid, uuid, _pad, version, error, seq, rtype, dsize = ULOG_REQ.unpack_from(msg, CN_MSG.size)
+    req = {"luid": luid, "uuid": uuid.split(b"\0", 1)[0].decode(), "version": version,
+           "error": error, "seq": seq, "request_type": rtype, "data_size": dsize}
+    off = CN_MSG.size + ULOG_REQ.size
+    return cn, req, bytes(msg[off:off + dsize])
+
+
+def _next_meta(store, key, start):
+    v = store.get_meta(key)
+    v = start if v is None else int(v)
+    store.set_meta(key, v + 1)
+    return v
+
+
+# -- the connector ------------------------------------------------------------------------
+
+def connector_send(env, msg):
+    """cn_netlink_send to the dm-log-userspace group: the reply message, or a negative
+    errno (-ESRCH when nobody listens)."""
+    blob = env.store.get_meta(META_KEY)
+    if blob is None:
+        return -errno.ESRCH
+    server = pickle.loads(blob)
+    reply = server.handle(env, msg)
+    env.store.set_meta(META_KEY, pickle.dumps(server, protocol=4))
+    return reply
+
+
+def dm_consult_userspace(log, request_type, data=b"", rdata_size=0):
+    """(error, reply data): dm_consult_userspace() with its log lines."""
+    env = log.ms.env
+    if CN_MSG.size + ULOG_REQ.size + len(data) > DM_ULOG_PREALLOCED_SIZE:
+        env.klog(PREFIX + "Size of tfr exceeds preallocated size")
+        return -errno.EINVAL, b""
+    seq = _next_meta(env.store, META_SEQ, 1) & 0xFFFFFFFF
+    msg = pack_request(log.luid, log.uuid, seq, request_type & DM_ULOG_REQUEST_MASK, data)
+    reply = connector_send(env, msg)
+    if isinstance(reply, int):
+        env.klog(PREFIX + "Unable to send log request [%u] to userspace: %d" % (request_type, reply))
+        return reply, b""
+    cn, req, rdata = unpack_request(reply)
+    if req is None:                       # ACK only: error is -cn_msg.ack
+        return -cn[3], b""
+    if len(rdata) > rdata_size:
+        env.klog(PREFIX + "Insufficient space to receive package [%u] (%u vs %u)"
+                 % (request_type, len(rdata), rdata_size))
+        return -errno.ENOSPC, b""
+    return req["error"], rdata
 
 
 class UserspaceLog(DirtyLog):
     name = "userspace"
+    has_presuspend = True
+    has_postsuspend = True
+    has_resume = True
+    has_is_remote_recovering = True
 
     @classmethod
     def ctr(cls, ms, argv):
+        log = cls(ms)
         if len(argv) < 3:
             raise LogError(errno.EINVAL, [PREFIX + "Too few arguments to userspace dirty log"])
-        if len(argv[0].encode()) >= DM_UUID_LEN:
+        if len(argv[0].encode()) > DM_UUID_LEN - 1:
             raise LogError(errno.EINVAL, [PREFIX + "UUID argument too long."])
-        # dm_consult_userspace(DM_ULOG_CTR): no listener on the connector
-        r = -errno.ESRCH
-        lines = [PREFIX + "Unable to send log request [%u] to userspace: %d" % (DM_ULOG_CTR, r),
-                 PREFIX + "Userspace log server not found"]
-        raise LogError(errno.ESRCH, lines)
+        env = ms.env
+        log.uuid = argv[0]
+        log.usr_argc = len(argv)
+        rest = argv[1:]
+        log.integrated_flush = bool(rest and rest[0].lower() == "integrated_flush")
+        if log.integrated_flush:
+            rest = rest[1:]
+        log.ctr_str = "%d %s" % (ms.ti.len, " ".join(rest))
+        log.luid = 0xFFFF888000000000 + 0x400 * _next_meta(env.store, META_LUID, 1)
+        log.in_sync_hint = 0
+        log.region_size = 0
+        log.region_count = 0
+        log.mark_list = []
+        log.clear_list = []
+        log.log_devno = None
+        lines_before = len(env.log)
+        r, rdata = dm_consult_userspace(log, DM_ULOG_CTR, log.ctr_str.encode(), 128)
+        if r:
+            lines = env.log[lines_before:]
+            del env.log[lines_before:]
+            if r == -errno.ESRCH:
+                lines.append(PREFIX + "Userspace log server not found")
+            else:
+                lines.append(PREFIX + "Userspace log server failed to create log")
+            raise LogError(-r, lines)
+        r, rs = dm_consult_userspace(log, DM_ULOG_GET_REGION_SIZE, b"", 8)
+        if r:
+            lines = env.log[lines_before:]
+            del env.log[lines_before:]
+            raise LogError(-r, lines + [PREFIX + "Failed to get region size of dirty log"])
+        log.region_size = struct.unpack("=Q", rs[:8].ljust(8, b"\0"))[0]
+        log.region_count = -(-ms.ti.len // log.region_size) if log.region_size else 0
+        if rdata:
+            if rdata[-1:] != b"\0":
+                raise LogError(errno.EINVAL, [PREFIX + "DM_ULOG_CTR device return string not properly terminated"])
+            devname = rdata[:-1].decode()
+            try:
+                dev = env.lookup_device(devname)
+            except OSError as e:
+                raise LogError(e.errno, [PREFIX + "Failed to register %s with device-mapper" % devname])
+            ms.devs.append(dev.devno)
+            log.log_devno = dev.devno
+        return log
+
+    def _req(self, request_type, data=b"", rdata_size=0):
+        r, rdata = dm_consult_userspace(self, request_type, data, rdata_size)
+        if r == -errno.ESRCH:
+            self.klog(PREFIX + " Userspace log server not found.")
+        return r, rdata
+
+    # -- operations -------------------------------------------------------------------------
+    def dtr(self):
+        if self.ms is not None:
+            dm_consult_userspace(self, DM_ULOG_DTR)
+
+    def presuspend(self):
+        return self._req(DM_ULOG_PRESUSPEND)[0]
+
+    def postsuspend(self):
+        return self._req(DM_ULOG_POSTSUSPEND)[0]
+
+    def resume(self):
+        self.in_sync_hint = 0
+        return self._req(DM_ULOG_RESUME)[0]
+
+    def get_region_size(self):
+        return self.region_size
+
+    def is_clean(self, region):
+        r, d = self._req(DM_ULOG_IS_CLEAN, struct.pack("=Q", region), 8)
+        return 0 if r else struct.unpack("=q", d[:8].ljust(8, b"\0"))[0]
+
+    def in_sync(self, region, can_block):
+        if not can_block:
+            return -errno.EWOULDBLOCK
+        r, d = self._req(DM_ULOG_IN_SYNC, struct.pack("=Q", region), 8)
+        return 0 if r else struct.unpack("=q", d[:8].ljust(8, b"\0"))[0]
+
+    def mark_region(self, region):
+        self.mark_list.insert(0, region)
+
+    def clear_region(self, region):
+        self.clear_list.insert(0, region)
+
+    def _flush_by_group(self, request_type, regions, integrated=False):
+        r = 0
+        groups = [regions[i:i + MAX_FLUSH_GROUP_COUNT]
+                  for i in range(0, len(regions), MAX_FLUSH_GROUP_COUNT)]
+        left = []
+        for g in groups:
+            r, _ = self._req(request_type, b"".join(struct.pack("=Q", x) for x in g))
+            if r:
+                # retry one by one
+                for x in g:
+                    r, _ = self._req(request_type, struct.pack("=Q", x))
+                    if r:
+                        left.append(x)
+                break
+        return r
+
+    def flush(self):
+        marks, self.mark_list = self.mark_list, []
+        clears, self.clear_list = self.clear_list, []
+        if not marks and not clears:
+            return 0
+        r = self._flush_by_group(DM_ULOG_CLEAR_REGION, clears)
+        if not r:
+            if not self.integrated_flush:
+                r = self._flush_by_group(DM_ULOG_MARK_REGION, marks)
+                if not r:
+                    r = self._req(DM_ULOG_FLUSH)[0]
+            else:
+                # marks travel in the FLUSH requests; a flush with only clears is
+                # the kernel's delayed (3 s) flush, done at once here
+                if marks:
+                    r = self._flush_by_group(DM_ULOG_FLUSH, marks, True)
+                else:
+                    r = self._req(DM_ULOG_FLUSH)[0]
+        if r:
+            self.table_event()
+        return r
+
+    def get_resync_work(self):
+        if self.in_sync_hint >= self.region_count:
+            return 0, None
+        r, d = self._req(DM_ULOG_GET_RESYNC_WORK, b"", 16)
+        if r:
+            return r, None
+        i, region = struct.unpack("=qQ", d[:16].ljust(16, b"\0"))
+        return (i, region) if i else (0, None)
+
+    def set_region_sync(self, region, in_sync):
+        self._req(DM_ULOG_SET_REGION_SYNC, struct.pack("=Qq", region, in_sync))
+
+    def get_sync_count(self):
+        r, d = self._req(DM_ULOG_GET_SYNC_COUNT, b"", 8)
+        if r:
+            return 0
+        count = struct.unpack("=Q", d[:8].ljust(8, b"\0"))[0]
+        if count >= self.region_count:
+            self.in_sync_hint = self.region_count
+        return count
+
+    def is_remote_recovering(self, region):
+        if region < self.in_sync_hint:
+            return 0
+        r, d = self._req(DM_ULOG_IS_REMOTE_RECOVERING, struct.pack("=Q", region), 16)
+        if r:
+            return 1
+        rec, hint = struct.unpack("=qQ", d[:16].ljust(16, b"\0"))
+        self.in_sync_hint = hint
+        return rec
+
+    def status(self, type_):
+        if type_ == STATUSTYPE_INFO:
+            r, d = self._req(DM_ULOG_STATUS_INFO, b"", DM_ULOG_PREALLOCED_SIZE)
+            if r:
+                return "%s 1 COM_FAILURE" % self.name
+            return d.split(b"\0", 1)[0].decode()
+        if type_ == STATUSTYPE_TABLE:
+            s = "%s %u %s " % (self.name, self.usr_argc, self.uuid)
+            if self.integrated_flush:
+                s += "integrated_flush "
+            return s + "%s " % self.ctr_str.split(" ", 1)[1]
+        return ""
+
+
+# -- the log server (cmirrord's clustered logs, one node) ----------------------------------------
+
+MY_NODE = 1
+DEFAULTSYNC, NOSYNC, FORCESYNC = 0, 1, 2
+LOG_RESUMED, LOG_SUSPENDED = 1, 2
+
+
+class ClusteredLog:
+    def __init__(self, uuid, luid, disk, devarg, devno, region_size, region_count, sync,
+                 block_on_error):
+        self.uuid = uuid
+        self.luid = luid
+        self.disk = disk
+        self.devarg = devarg
+        self.devno = devno
+        self.region_size = region_size
+        self.region_count = region_count
+        self.sync = sync
+        self.block_on_error = block_on_error
+        n = F.bitset_size(region_count)
+        self.clean_bits = bytearray(n)
+        self.sync_bits = bytearray(n)
+        self.sync_count = 0
+        self.in_sync = 0
+        self.recovering_region = -1
+        self.recoverer = 0
+        self.sync_search = 0
+        self.recovery_request_list = []
+        self.mark_list = []
+        self.state = LOG_SUSPENDED
+        self.recovery_halted = 0
+        self.touched = 0
+        self.disk_failed = 0
+
+    @property
+    def type_name(self):
+        return "clustered-disk" if self.disk else "clustered-core"
+
+    def count_sync(self):
+        self.sync_count = sum(1 for i in range(self.region_count) if F.test_bit(self.sync_bits, i))
+
+
+class LogServer:
+    """The simulated cmirrord: ``handle(env, message) -> reply message``."""
+
+    def __init__(self):
+        self.logs = {}
+        self.log_lines = []
+
+    def _say(self, line):
+        self.log_lines.append(line)
+        del self.log_lines[:-200]
+
+    def _find(self, req):
+        for (uuid, luid), lc in self.logs.items():
+            if uuid == req["uuid"] and (req["luid"] == 0 or luid == req["luid"]):
+                return lc
+        return None
+
+    def handle(self, env, msg):
+        cn, req, data = unpack_request(msg)
+        rtype = req["request_type"]
+        if rtype == DM_ULOG_CLEAR_REGION:
+            lc = self._find(req)
+            if lc is not None:
+                self._clear(lc, data)
+            # kernel_ack(seq, 0): a zero-length message carrying the seq
+            return CN_MSG.pack(CN_IDX_DM, CN_VAL_DM_USERSPACE_LOG, cn[2], 0, 0, 0)
+        error, out = 0, b""
+        try:
+            if rtype == DM_ULOG_CTR:
+                out = self._ctr(env, req, data)
+            else:
+                lc = self._find(req)
+                if lc is None:
+                    raise _Err(errno.EINVAL)
+                out = self._dispatch(env, lc, req, rtype, data)
+        except _Err as e:
+            error = -e.errno
+            out = b""
+        rep = ULOG_REQ.pack(req["luid"], req["uuid"].encode(), b"", req["version"], error,
+                            req["seq"], rtype | DM_ULOG_RESPONSE, len(out)) + out
+        return CN_MSG.pack(CN_IDX_DM, CN_VAL_DM_USERSPACE_LOG, cn[2], 0, len(rep), 0) + rep
+
+    # -- requests ------------------------------------------------------------------------------
+    def _ctr(self, env, req, data):
+        argv = data.split(b"\0", 1)[0].decode().split(" ")
+        if len(argv) < 2:
+            raise _Err(errno.EINVAL)
+        dev_size = int(argv[0])
+        ltype, args = argv[1], argv[2:]
+        if ltype not in ("clustered-disk", "clustered-core"):
+            self._say('Unsupported userspace log type, "%s"' % ltype)
+            raise _Err(errno.EINVAL)
+        disk = bool(args) and not _is_number(args[0])
+        lo, hi = (2, 4) if disk else (1, 3)
+        if len(args) < lo:
+            self._say("Too few arguments to %s log type" % ltype)
+            raise _Err(errno.EINVAL)
+        if len(args) > hi:
+            self._say("Too many arguments to %s log type" % ltype)
+            raise _Err(errno.EINVAL)
+        devarg = args[0] if disk else None
+        rs_arg = args[1] if disk else args[0]
+        try:
+            region_size = int(rs_arg, 0)
+        except ValueError:
+            region_size = 0
+        if region_size <= 0:
+            self._say("Invalid region_size argument to clustered-%s log type"
+                      % ("disk" if disk else "core"))
+            raise _Err(errno.EINVAL)
+        sync, boe = DEFAULTSYNC, False
+        for w in args[2 if disk else 1:]:
+            if w == "sync":
+                sync = FORCESYNC
+            elif w == "nosync":
+                sync = NOSYNC
+            elif w == "block_on_error":
+                boe = True
+            else:
+                self._say("Invalid argument: %s" % w)
+                raise _Err(errno.EINVAL)
+        key = (req["uuid"], req["luid"])
+        if key in self.logs:
+            self._say("[%s/%d] Log already exists, unable to create." % (req["uuid"][-8:], req["luid"]))
+            raise _Err(errno.EINVAL)
+        devno = None
+        if disk:
+            try:
+                devno = env.lookup_device(devarg).devno
+            except OSError as e:
+                raise _Err(e.errno)
+        region_count = -(-dev_size // region_size)
+        self.logs[key] = ClusteredLog(req["uuid"], req["luid"], disk, devarg, devno,
+                                      region_size, region_count, sync, boe)
+        if disk and req["version"] > 1:
+            return devarg.encode() + b"\0"
+        return b""
+
+    def _dispatch(self, env, lc, req, rtype, data):
+        if rtype == DM_ULOG_DTR:
+            del self.logs[(lc.uuid, lc.luid)]
+            return b""
+        if rtype == DM_ULOG_PRESUSPEND:
+            lc.recovery_halted = 1
+            return b""
+        if rtype == DM_ULOG_POSTSUSPEND:
+            lc.state = LOG_SUSPENDED
+            lc.recovering_region = -1
+            lc.recovery_request_list = []
+            return b""
+        if rtype == DM_ULOG_RESUME:
+            self._resume(env, lc)
+            return b""
+        if rtype == DM_ULOG_GET_REGION_SIZE:
+            return struct.pack("=Q", lc.region_size)
+        if rtype in (DM_ULOG_IS_CLEAN, DM_ULOG_IN_SYNC, DM_ULOG_IS_REMOTE_RECOVERING):
+            region = struct.unpack("=Q", data[:8])[0]
+            if region >= lc.region_count:
+                raise _Err(errno.EINVAL)
+            if rtype == DM_ULOG_IS_CLEAN:
+                return struct.pack("=q", F.test_bit(lc.clean_bits, region))
+            if rtype == DM_ULOG_IN_SYNC:
+                return struct.pack("=q", 1 if lc.in_sync else F.test_bit(lc.sync_bits, region))
+            if lc.recovery_halted:
+                return struct.pack("=qQ", 0, lc.region_count)
+            insync = F.test_bit(lc.sync_bits, region)
+            if not insync and region != lc.recovering_region and \
+                    region not in lc.recovery_request_list:
+                lc.recovery_request_list.append(region)
+            return struct.pack("=qQ", int(not insync), lc.sync_search - 1 if lc.sync_search else 0)
+        if rtype == DM_ULOG_FLUSH:
+            if lc.touched and lc.disk:
+                self._write_disk(env, lc)
+            lc.touched = 0
+            return b""
+        if rtype == DM_ULOG_MARK_REGION:
+            for (region,) in struct.iter_unpack("=Q", data):
+                if not any(r == region for _, r in lc.mark_list):
+                    F.clear_bit(lc.clean_bits, region)
+                    lc.touched = 1
+                if (MY_NODE, region) not in lc.mark_list:
+                    lc.mark_list.append((MY_NODE, region))
+            return b""
+        if rtype == DM_ULOG_GET_RESYNC_WORK:
+            return self._resync_work(lc)
+        if rtype == DM_ULOG_SET_REGION_SYNC:
+            region, in_sync = struct.unpack("=Qq", data[:16])
+            lc.recovering_region = -1
+            if in_sync:
+                if not F.test_bit(lc.sync_bits, region):
+                    F.set_bit(lc.sync_bits, region)
+                    lc.sync_count += 1
+            elif F.test_bit(lc.sync_bits, region):
+                F.clear_bit(lc.sync_bits, region)
+                lc.sync_count -= 1
+            lc.count_sync()
+            if lc.sync_count == lc.region_count:
+                lc.in_sync = 1
+            return b""
+        if rtype == DM_ULOG_GET_SYNC_COUNT:
+            return struct.pack("=Q", lc.sync_count)
+        if rtype == DM_ULOG_STATUS_INFO:
+            if lc.disk:
+                return ("3 clustered-disk %d:%d %s" % (lc.devno[0], lc.devno[1],
+                                                      "D" if lc.disk_failed else "A")).encode()
+            return b"1 clustered-core"
+        if rtype == DM_ULOG_STATUS_TABLE:
+            sync = {DEFAULTSYNC: "", NOSYNC: "nosync ", FORCESYNC: "sync "}[lc.sync]
+            boe = "block_on_error" if lc.block_on_error else ""
+            if lc.disk:
+                return ("clustered-disk %d:%d %u %s%s " % (lc.devno[0], lc.devno[1],
+                                                           lc.region_size, sync, boe)).encode()
+            return ("clustered-core %u %s%s " % (lc.region_size, sync, boe)).encode()
+        raise _Err(errno.EINVAL)
+
+    def _clear(self, lc, data):
+        for (region,) in struct.iter_unpack("=Q", data):
+            if (MY_NODE, region) in lc.mark_list:
+                lc.mark_list.remove((MY_NODE, region))
+            if any(r == region for _, r in lc.mark_list):
+                continue
+            if F.test_bit(lc.sync_bits, region):
+                F.set_bit(lc.clean_bits, region)
+                lc.touched = 1
+
+    def _resync_work(self, lc):
+        if lc.sync_search >= lc.region_count:
+            return struct.pack("=qQ", 0, 0)
+        if lc.recovering_region != -1:
+            if lc.recoverer == MY_NODE:
+                return struct.pack("=qQ", 1, lc.recovering_region)
+            return struct.pack("=qQ", 0, 0)
+        while lc.recovery_request_list:
+            region = lc.recovery_request_list.pop(0)
+            if not F.test_bit(lc.sync_bits, region):
+                lc.recovering_region = region
+                lc.recoverer = MY_NODE
+                return struct.pack("=qQ", 1, region)
+        region = F.find_next_zero_bit(lc.sync_bits, lc.region_count, lc.sync_search)
+        lc.sync_search = region + 1
+        if region >= lc.region_count:
+            return struct.pack("=qQ", 0, 0)
+        lc.recovering_region = region
+        lc.recoverer = MY_NODE
+        return struct.pack("=qQ", 1, region)
+
+    def _resume(self, env, lc):
+        lc.recovery_halted = 0
+        if lc.state == LOG_RESUMED:
+            return
+        disk_nr_regions = 0
+        if lc.disk:
+            size = F.buf_size(lc.region_count)
+            buf = bytearray(size)
+            err = _io(env, lc.devno, B.READ, size >> 9, buf)
+            if err:
+                self._say("Failed to read disk log")
+                lc.disk_failed = 1
+            else:
+                magic, version, nr = F.unpack_header(buf)
+                if magic != F.MIRROR_MAGIC or lc.sync != DEFAULTSYNC:
+                    self._say("Disk log not initialized (bad magic): full resync")
+                else:
+                    disk_nr_regions = nr
+                    lc.clean_bits = F.clean_bits(buf, lc.region_count)
+        if not lc.disk:
+            lc.clean_bits = bytearray(b"\xff" * len(lc.clean_bits))
+        for i in range(min(disk_nr_regions, lc.region_count), lc.region_count):
+            (F.set_bit if lc.sync == NOSYNC else F.clear_bit)(lc.clean_bits, i)
+        i = lc.region_count
+        while i < len(lc.clean_bits) * 8:
+            F.clear_bit(lc.clean_bits, i)
+            i += 1
+        lc.sync_bits = bytearray(lc.clean_bits)
+        lc.count_sync()
+        lc.in_sync = int(lc.sync_count == lc.region_count)
+        lc.sync_search = 0
+        lc.recovering_region = -1
+        lc.state = LOG_RESUMED
+        if lc.disk:
+            self._write_disk(env, lc)
+
+    def _write_disk(self, env, lc):
+        data = F.pack(lc.region_count, lc.clean_bits)
+        err = _io(env, lc.devno, B.WRITE, len(data) >> 9, data)
+        if err:
+            lc.disk_failed = 1
+
+
+class _Err(Exception):
+    def __init__(self, err):
+        self.errno = err
+
+
+def _is_number(s):
+    try:
+        int(s, 0)
+        return True
+    except ValueError:
+        return False
+
+
+def _io(env, devno, op, nr, data):
+    try:
+        dev = env.device_by_devno(devno)
+    except OSError:
+        return errno.EIO
+    b = B.Bio(op, 0, nr, data, 0)
+    dev.submit(b)
+    return b.error if b.done else errno.EIO
+
+
+# -- starting and stopping the server (``dmctl logd``) -----------------------------------------
+
+def logd_start(mapper):
+    """Start the log server (no-op when it runs)."""
+    def fn(env):
+        if env.store.get_meta(META_KEY) is None:
+            env.store.set_meta(META_KEY, pickle.dumps(LogServer(), protocol=4))
+            return True
+        return False
+    return mapper.run(fn)
+
+
+def logd_stop(mapper, force=False):
+    """Stop it; like cmirrord's SIGINT it refuses while logs exist (unless forced).
+    Returns the number of logs it still had."""
+    def fn(env):
+        blob = env.store.get_meta(META_KEY)
+        if blob is None:
+            return 0
+        n = len(pickle.loads(blob).logs)
+        if n and not force:
+            return n
+        env.store.db.execute("DELETE FROM meta WHERE key=?", (META_KEY,))
+        return n
+    return mapper.run(fn)
+
+
+def logd_state(mapper):
+    """None when not running, else [(uuid, luid, type, sync_count, region_count, state)]
+    (what cmirrord dumps on SIGUSR1)."""
+    def fn(env):
+        blob = env.store.get_meta(META_KEY)
+        if blob is None:
+            return None
+        srv = pickle.loads(blob)
+        return [(lc.uuid, lc.luid, lc.type_name, lc.sync_count, lc.region_count,
+                 "RESUMED" if lc.state == LOG_RESUMED else "SUSPENDED")
+                for lc in srv.logs.values()]
+    return mapper.run(fn)
+
+
+try:
+    import click
+except ImportError:  # pragma: no cover
+    click = None
+
+if click is not None:
+    def _mapper():
+        from dmctl.backend import get_mapper
+        return get_mapper("sim")
+
+    @click.group(help="The simulator's userspace dirty log server (cmirrord's "
+                      "clustered-core / clustered-disk logs).")
+    def logd():
+        pass
+
+    @logd.command(help="Start the log server.")
+    def start():
+        if not logd_start(_mapper()):
+            click.echo("logd is already running")
+
+    @logd.command(help="Stop the log server (refused while mirrors use it).")
+    @click.option("--force", is_flag=True)
+    def stop(force):
+        n = logd_stop(_mapper(), force)
+        if n and not force:
+            raise click.ClickException("%d log(s) still in use" % n)
+
+    @logd.command(help="Show the logs the server keeps.")
+    def status():
+        st = logd_state(_mapper())
+        if st is None:
+            click.echo("logd is not running")
+            return 1
+        for uuid, luid, t, sc, rc, state in st:
+            click.echo("%s/%d %s %d/%d %s" % (uuid, luid, t, sc, rc, state))
