@@ -72,18 +72,13 @@ class WriteCache:
         if state:
             a = array("q")
             a.frombytes(state)
-            it = iter(a)
-            for b in it:
-                self.index[b] = next(it)
+            self.index = dict(zip(a[0::2], a[1::2]))
 
     def state(self):
         if not self.index:
             return None
-        a = array("q")
-        for b, off in self.index.items():
-            a.append(b)
-            a.append(off)
-        return a.tobytes()
+        from itertools import chain
+        return array("q", chain.from_iterable(self.index.items())).tobytes()
 
     def _jfd(self):
         if self.jfd is None:
@@ -107,8 +102,7 @@ class WriteCache:
             start = b * BLOCK
             n = (e - b + 1) * BLOCK
             if _is_hole(fd, start, n):
-                for x in range(b, e + 1):
-                    index[x] = -1
+                index.update(dict.fromkeys(range(b, e + 1), -1))
             else:
                 pre = os.pread(fd, n, start)
                 if len(pre) < n:
@@ -116,8 +110,7 @@ class WriteCache:
                 jfd = self._jfd()
                 joff = os.lseek(jfd, 0, os.SEEK_END)
                 os.pwrite(jfd, pre, joff)
-                for i, x in enumerate(range(b, e + 1)):
-                    index[x] = joff + i * BLOCK
+                index.update(zip(range(b, e + 1), range(joff, joff + n, BLOCK)))
             self.changed = True
             b = e + 1
 
