@@ -100,8 +100,11 @@ def _off_t(v):
 _SPACE = b" \t\n\v\f\r"
 
 
-def _strtoull(s):
-    """C ``strtoull(s, &end, 0)``: returns (value, rest) where rest is what end points at."""
+def _strtoull(s, rp=None):
+    """C ``strtoull(s, &end, 0)``: returns (value, rest) where rest is what end points at.
+
+    On overflow the value is ULLONG_MAX and ``rp.errno`` becomes ERANGE, as in C.
+    """
     i, n = 0, len(s)
     while i < n and s[i] in _SPACE:
         i += 1
@@ -124,7 +127,9 @@ def _strtoull(s):
         return 0, s                         # no conversion: end = nptr
     value = int(s[i:j], base)
     if value > _U64:
-        value = _U64                        # ERANGE; the sign is not applied
+        value = _U64                        # the sign is not applied
+        if rp is not None:
+            rp.errno = 34                   # ERANGE
     elif neg:
         value = (-value) & _U64
     return value, s[j:]
@@ -438,7 +443,7 @@ def _getopt(prog, args, rp):
 
 
 def _parse_number(rp, value, what):
-    v, rest = _strtoull(value)
+    v, rest = _strtoull(value, rp)
     if rest:
         rp.err(b"Invalid %s number\n" % what)
         raise _Exit(1)
@@ -569,7 +574,7 @@ def _run(rp, args):
                 check_mode = _CHECK_DISCARD
             else:
                 check_mode = _CHECK_NUMBER
-                check_number, rest = _strtoull(value)
+                check_number, rest = _strtoull(value, rp)
                 if not check_number or rest:
                     rp.err(b"Invalid entry number\n")
                     raise _Exit(1)
