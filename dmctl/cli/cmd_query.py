@@ -30,7 +30,14 @@ def process_options(ctx):
     """dmsetup's _process_options for the non-report, non-tree case: the ``-o``
     name style of ls/deps.  Returns DN_*; prints and exits on a bad word."""
     sw = ctx.sw
-    if sw["tree"] or sw["columns"] or not sw["options"]:
+    if sw["tree"]:
+        from dmctl import tree as T
+        try:
+            T.parse_options(sw.get("options") if sw["options"] else "")
+        except T.TreeOptionError as e:
+            _options_error(ctx, str(e))
+        return DN_DEVNO
+    if sw["columns"] or not sw["options"]:
         return DN_DEVNO
     from dmctl.tree import option_words
     kind = DN_DEVNO
