@@ -168,3 +168,21 @@ def test_disk_log_device_too_small(mapper, tmp_path, loops):
     lines = ei.value.detail.splitlines()
     assert lines[0] == "device-mapper: dirty region log: log device 7:8 too small: need 1536 bytes"
     assert lines[1] == "device-mapper: table: 254:0: mirror: Error creating mirror dirty log (-EINVAL)"
+
+
+def test_cli_output_matches_dmsetup(mapper, loops, dmctl):
+    """The whole `dmsetup create/status/table/deps/info/ls --tree` output of the
+    captured disk-log session, through the dmctl command line."""
+    cmds = dict((n, argv) for n, rc, argv in golden_commands())
+    name, table = create_table(cmds["mirror-disk-create"])
+    r = dmctl("create", name, "-u", "MIRROR-UUID-0002", "--table", subst(table, loops))
+    assert r.rc == 0 and r.out == "" and r.err == ""
+    for cap in ("mirror-disk-status-immediate", "mirror-disk-table", "mirror-disk-deps",
+                "mirror-disk-info", "mirror-disk-info-c", "mirror-disk-ls-tree",
+                "mirror-disk-ls-tree-ascii", "mirror-disk-ls-tree-compact-ascii",
+                "mirror-disk-ls-tree-full-ascii", "mirror-disk-ls-tree-inverted"):
+        r = dmctl(*cmds[cap][1:])
+        assert (r.rc, r.out) == (0, golden(cap + ".txt")), cap
+    r = dmctl("message", name, "0", "hello")
+    assert r.rc == 1
+    assert r.err.splitlines()[0] == golden("mirror-core-message.stderr.txt").splitlines()[0].replace("m1", name)
