@@ -274,13 +274,12 @@ def deps(ctx, args, entry, multiple):
     try:
         i, dl = ctx.mapper().deps(dev, inactive=bool(sw["inactive"]))
     except DmError as e:
-        if e.errno == ENXIO and False:
-            pass
+        # DM_TABLE_DEPS is not among the ioctls whose ENXIO libdm turns into
+        # "Device does not exist."
         ctx.ioctl_error(e.with_context(op="deps", name=dev.name, uuid=dev.uuid,
                                        major=dev.major, minor=dev.minor))
         return False
-    name = ctx.display_name(i.name) if entry is None and dev.name is None else (
-        ctx.display_name(entry.name) if entry is not None else ctx.display_name(dev.name))
+    name = ctx.display_name(entry.name if entry is not None else (dev.name or i.name))
     if ctx.json:
         items = []
         for maj, mnr in dl:
@@ -362,8 +361,6 @@ def status(ctx, args, entry, multiple, ls_only=False):
     sw = ctx.sw
     process_options(ctx)
     cmd = "ls" if ls_only else (ctx.command or "status")
-    if ctx.selection_cmd is not None and not ls_only:
-        cmd = ctx.selection_cmd[0]
     if entry is None and not args and not sw["uuid"] and not sw["major"]:
         if ctx.json and not ls_only:
             _json_sink(ctx)
@@ -391,12 +388,7 @@ def status(ctx, args, entry, multiple, ls_only=False):
         ctx.ioctl_error(e.with_context(op="table" if is_table else "status", name=dev.name,
                                        uuid=dev.uuid, major=dev.major, minor=dev.minor))
         return False
-    if entry is not None:
-        name = ctx.display_name(entry.name)
-    elif dev.name is not None:
-        name = ctx.display_name(dev.name)
-    else:
-        name = ctx.display_name(i.name)
+    name = ctx.display_name(entry.name if entry is not None else (dev.name or i.name))
     target = sw.get("target") if sw["target"] else None
     exec_cmd = sw.get("exec") if sw["exec"] else None
     verbose = sw["verbose"]
