@@ -149,11 +149,10 @@ def _info_dict(ctx, info, read_ahead=None):
 # ------------------------------------------------------------------ help / version
 
 def help(ctx, args, entry, multiple):
-    import sys
     from dmctl.cli.main import usage_text
     ctx._stdout.flush()
-    sys.stderr.write(usage_text())
-    sys.stderr.flush()
+    ctx._stderr.write(usage_text())
+    ctx._stderr.flush()
     if ctx.sw["columns"]:
         from dmctl.cli import report_cli
         report_cli.print_field_help(ctx, "help")
