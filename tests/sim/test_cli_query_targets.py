@@ -123,3 +123,14 @@ MIRROR = [
 def test_mirror(mirror, name, argv):
     rc, out, err = mirror(*argv)
     assert (rc, out) == (0, golden(name)), err
+
+
+def test_mirror_json(mirror):
+    st = json.loads(mirror.ok("status", "--json", "m2"))
+    f = st[0]["targets"][0]["fields"]
+    assert f["nr_mirrors"] == 2 and f["log"]["type"] == "disk"
+    assert [leg["device"] for leg in f["legs"]] == ["7:4", "7:5"]
+    tb = json.loads(mirror.ok("table", "--json", "m2"))
+    f = tb[0]["targets"][0]["fields"]
+    assert f["log"]["region_size"] == 1024 and f["log"]["device"]["device"] == "7:6"
+    assert not f["handle_errors"]
