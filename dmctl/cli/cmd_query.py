@@ -547,6 +547,13 @@ def _ls_json(ctx):
 
 
 def _utf8_locale():
+    """nl_langinfo(CODESET) == "UTF-8" after setlocale(LC_ALL, ""), from the
+    environment (Python's own locale may be coerced to C.UTF-8, PEP 538: it then
+    sets LC_CTYPE=C.UTF-8 although the user's locale is C)."""
+    env = os.environ
+    if (not env.get("LC_ALL") and env.get("LC_CTYPE") == "C.UTF-8"
+            and env.get("LANG", "C") in ("", "C", "POSIX")):
+        return False
     for var in ("LC_ALL", "LC_CTYPE", "LANG"):
         v = os.environ.get(var)
         if v:

@@ -246,3 +246,15 @@ def test_name_mangling(tmp_path):
     assert sim.ok("table", "a b") == "0 8 zero \n"
     rc, out, err = sim("table", "a\\x20b c")
     assert rc == 1 and "contains mixed mangled and unmangled characters" in err
+
+
+def test_tree_glyphs_c_locale_despite_python_coercion(generic):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LC_") and k != "LANG"}
+    env.update(PYTHONPATH=ROOT, DMCTL_SIM_DIR=os.path.join(generic.dir, "state"))
+    p = subprocess.run([sys.executable, "-m", "dmctl", "--backend", "sim", "ls", "--tree"],
+                       capture_output=True, text=True, env=env, cwd=ROOT)
+    assert p.stdout == golden("generic-ls-tree-ascii.txt")
+    env["LANG"] = "C.UTF-8"
+    p = subprocess.run([sys.executable, "-m", "dmctl", "--backend", "sim", "ls", "--tree"],
+                       capture_output=True, text=True, env=env, cwd=ROOT)
+    assert p.stdout == golden("generic-ls-tree.txt")
