@@ -446,3 +446,17 @@ def test_crash_with_random_survivors_leaves_identical_legs(mapper, loops, seed):
 def test_random_crashes_did_leave_legs_different():
     # the crash test above has teeth: some power cuts left the legs different
     assert any(DIFFERED)
+
+
+def test_recovery_errors_are_logged_ratelimited_as_captured(mapper, loops):
+    """mirror-errleg-create.dmesg.txt: 16 failed region copies print 10 lines
+    (DMERR_LIMIT: burst 10 per 5 s), the rest are counted as suppressed."""
+    want = golden("mirror-errleg-create.dmesg.txt").splitlines()
+    mk(mapper, "errdev", "0 16384 error")
+    with mapper.batch():
+        mk(mapper, "mf", "0 16384 mirror core 1 1024 2 %s 0 /dev/mapper/errdev 0 1 handle_errors" % loops[4])
+        sio.settle(mapper)
+        log = mapper.run(lambda env: list(env.log))
+        suppressed = mapper.run(lambda env: target(env, "mf").ratelimit["recovery_complete"][2])
+    assert log == want
+    assert suppressed == 6      # "recovery_complete: 6 callbacks suppressed" comes later
