@@ -38,6 +38,11 @@ class ReportError(Exception):
     """Report set-up failed; its messages were already emitted."""
 
 
+class FieldError(Exception):
+    """A field's value function failed (its own message was printed); the engine
+    adds libdm's "report function failed" line and re-raises."""
+
+
 class ObjType:
     __slots__ = ("id", "desc", "prefix")
 
@@ -692,7 +697,11 @@ class Report:
                     continue
                 row.values.append([p, "", 0])
                 continue
-            v = f.fn(get(f.type))
+            try:
+                v = f.fn(get(f.type))
+            except FieldError:
+                self.error("_do_report_object: report function failed for field %s" % f.id)
+                raise
             if isinstance(v, tuple):
                 rep, sv = v
             elif f.kind == STR:

@@ -48,7 +48,7 @@ def _blkdevname(o):
     if n is None:
         o.ctx.err("Could not resolve block device name for %d:%d."
                   % (o.info.major, o.info.minor))
-        raise FieldFailed()
+        raise R.FieldError()
     return n
 
 
@@ -59,7 +59,7 @@ def _deps_list(o, blk):
             n = o.device_name(maj, mnr, True)
             if n is None:
                 o.ctx.err("Could not resolve block device name for %d:%d." % (maj, mnr))
-                raise FieldFailed()
+                raise R.FieldError()
             out.append(n)
         else:
             out.append("%d:%d" % (maj, mnr))
@@ -83,8 +83,8 @@ def _mangled(o, s, what):
         return names.mangle(s, o.ctx.mangling, what)
     except names.ManglingError as e:
         o.ctx.err(str(e))
-        o.ctx.err('Failed to mangle device %s "%s".' % (what.lower() if what == "name" else "uuid", s))
-        raise FieldFailed()
+        o.ctx.err('Failed to mangle device %s "%s".' % ("name" if what == "name" else "uuid", s))
+        raise R.FieldError()
 
 
 def _unmangled(o, kernel_s, shown, what):
@@ -417,7 +417,7 @@ def add_device(ctx, info):
     sel_cmd = ctx.selection_cmd
     try:
         selected = rep.add(lambda t: obj, do_output=sel_cmd is None)
-    except FieldFailed:
+    except (FieldFailed, R.FieldError):
         return False
     if sel_cmd is None and not rep.flags & R.BUFFERED and not ctx.json:
         _print(ctx, rep.output())       # --unbuffered: each row as it comes
@@ -432,7 +432,7 @@ def add_split(ctx, split):
     state = ctx.report
     try:
         state.rep.add(lambda t: SplitObj(split))
-    except FieldFailed:
+    except (FieldFailed, R.FieldError):
         return False
     return True
 

@@ -187,3 +187,16 @@ def test_info_tree_and_deps_fields_all(monkeypatch, capsys):
                                            "DevNamesUsed", "#Refs", "RefNames", "RefDevNos"]
     assert out.splitlines()[1].split() == ["lin1", "1", "7:7", "loop7", "1", "stack1", "254:4"]
     assert out.splitlines()[-1].split() == ["stack1", "1", "254:1", "dm-1", "lin1", "0"]
+
+
+def test_unresolvable_block_device_name(monkeypatch, capsys):
+    from test_report_support import Dev
+    dev = Dev("d", 0, table=[(0, 8, "linear", "8:2 0")], deps=[(8, 2)])
+    rc, out, err = run(monkeypatch, capsys, ["info", "-c", "-o", "name,blkdevs_used", "d"],
+                       FakeMapper([dev]))
+    assert (rc, out) == (1, "")
+    assert err == ("Could not resolve block device name for 8:2.\n"
+                   "_do_report_object: report function failed for field blkdevs_used\n"
+                   "Command failed.\n")
+    rc, out, err = run(monkeypatch, capsys, ["deps", "-o", "blkdevname", "d"], FakeMapper([dev]))
+    assert (rc, out) == (0, "1 dependencies\t: (8, 2)\n")
