@@ -103,7 +103,7 @@ class Mirror(Target):
     name = "mirror"
     version = (1, 14, 0)
     transient = Target.transient + ("_reads", "_writes", "_failures", "_holds", "_delayed",
-                                    "_running", "_again", "_tokens")
+                                    "_running", "_again", "_tokens", "_spins")
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -202,6 +202,7 @@ class Mirror(Target):
         self._running = False
         self._again = False
         self._tokens = 0
+        self._spins = 0
 
     @property
     def errors_handled(self):
@@ -425,6 +426,7 @@ class Mirror(Target):
             self._again = True
             return
         self._running = True
+        self._spins = 0
         try:
             self._again = True
             while self._again:
@@ -739,8 +741,13 @@ class Mirror(Target):
             else:
                 recover.append(bio)
         if requeue:
-            # delayed_wake (HZ/5): the simulator retries in its next pass
+            # delayed_wake (HZ/5): meanwhile the cluster recovers the region (cmirrord
+            # puts it first in line), so retry with one region of recovery allowed
             self._writes.extend(requeue)
+            self._spins += 1
+            if self._spins <= 2 * self.nr_regions + 8:
+                self._tokens = max(self._tokens, 1)
+                self._again = True
         self.rh_inc_pending(sync)
         self.rh_inc_pending(nosync)
         if self.log.flush():

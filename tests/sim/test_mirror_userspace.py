@@ -128,3 +128,24 @@ def test_server_errors_and_loss(mapper, loops, logd):
        % (loops[4], loops[5]))
     U.logd_stop(mapper, force=True)
     assert status_line(mapper, "mu") == "0 16384 mirror 2 7:4 7:5 0/16 1 AA userspace 1 COM_FAILURE"
+
+
+def test_write_to_a_region_the_cluster_must_recover_first(mapper, loops, logd):
+    """is_remote_recovering: cmirrord answers 1 for an out-of-sync region and moves it
+    to the front of the recovery queue; the kernel requeues the write until then."""
+    a, b = loops[4], loops[5]
+    with open(a, "r+b") as f:
+        f.write(os.urandom(8 << 20))
+    mk(mapper, "mu", "0 16384 mirror userspace 3 U3 clustered-core 16 2 %s 0 %s 0" % (a, b))
+    done = int(mapper.status("mu")[1][0].params.split()[3].split("/")[0])
+    assert done < 1000
+    data = os.urandom(8 * 512)
+    sio.write(mapper, "mu", 1000 * 16 + 4, data)
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        fa.seek(1000 * 16 * 512)
+        fb.seek(1000 * 16 * 512)
+        assert fa.read(16 * 512) == fb.read(16 * 512)        # recovered, then written to both
+    sio.settle(mapper)
+    assert mapper.status("mu")[1][0].params == "2 7:4 7:5 1024/1024 1 AA 1 clustered-core"
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        assert fa.read() == fb.read()
