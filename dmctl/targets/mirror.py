@@ -125,7 +125,17 @@ class Mirror(Target):
             ms.log = create_dirty_log(argv[0], ms, argv[2:2 + param_count])
         except LogError as e:
             raise TargetError(errno.EINVAL, "Error creating mirror dirty log", log=e.lines or None)
-        argv = argv[args_used:]
+        try:
+            ms._ctr_rest(argv[args_used:])
+        except TargetError:
+            ms.log.dtr()            # dm_dirty_log_destroy (a userspace log tells its server)
+            raise
+        ms.wakeup()
+        return ms
+
+    def _ctr_rest(self, argv):
+        """mirror_ctr after the dirty log exists."""
+        ms, env, ti = self, self.env, self.ti
         nr = scan_u(argv[0]) if argv else None
         if nr is None or nr < 2 or nr > MAX_NR_MIRRORS:
             raise TargetError(errno.EINVAL, "Invalid number of mirrors")
@@ -190,8 +200,6 @@ class Mirror(Target):
                 raise TargetError(errno.EINVAL, "keep_log feature requires the handle_errors feature")
         if argv:
             raise TargetError(errno.EINVAL, "Too many mirror arguments")
-        ms.wakeup()
-        return ms
 
     def _init_transient(self):
         self._reads = []

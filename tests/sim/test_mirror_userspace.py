@@ -149,3 +149,10 @@ def test_write_to_a_region_the_cluster_must_recover_first(mapper, loops, logd):
     assert mapper.status("mu")[1][0].params == "2 7:4 7:5 1024/1024 1 AA 1 clustered-core"
     with open(a, "rb") as fa, open(b, "rb") as fb:
         assert fa.read() == fb.read()
+
+
+def test_failed_ctr_destroys_the_server_log(mapper, loops, logd):
+    with pytest.raises(DmError) as ei:
+        mk(mapper, "mu", "0 16384 mirror userspace 3 U4 clustered-core 1024 1 %s 0" % loops[4])
+    assert "Invalid number of mirrors" in ei.value.detail
+    assert U.logd_state(mapper) == []
