@@ -64,9 +64,11 @@ def test_clustered_disk_log(mapper, loops, logd):
     sio.write(mapper, "mu", 100, data)
     assert sio.read(mapper, "mu", 100, 24) == data
     with open(lg, "rb") as f:
-        buf = f.read(1536)
+        buf = f.read(8192)
+    # the server wrote the kernel's format: header, clean bits at 1024
     assert F.unpack_header(buf) == (F.MIRROR_MAGIC, 2, 16)
     assert F.clean_regions(buf, 16) == set(range(16))
+    assert buf[1026:] == bytes(8192 - 1026)
     with open(a, "rb") as fa, open(b, "rb") as fb:
         assert fa.read() == fb.read()
     assert U.logd_stop(mapper) == 1                  # still in use: refused
@@ -156,3 +158,19 @@ def test_failed_ctr_destroys_the_server_log(mapper, loops, logd):
         mk(mapper, "mu", "0 16384 mirror userspace 3 U4 clustered-core 1024 1 %s 0" % loops[4])
     assert "Invalid number of mirrors" in ei.value.detail
     assert U.logd_state(mapper) == []
+
+
+def test_logd_command(mapper, loops):
+    from click.testing import CliRunner
+    r = CliRunner().invoke(U.logd, ["status"])
+    assert r.output == "logd is not running\n"
+    assert CliRunner().invoke(U.logd, ["start"]).exit_code == 0
+    assert CliRunner().invoke(U.logd, ["start"]).output == "logd is already running\n"
+    mk(mapper, "mu", "0 16384 mirror userspace 3 U5 clustered-core 1024 2 %s 0 %s 0" % (loops[4], loops[5]))
+    r = CliRunner().invoke(U.logd, ["status"])
+    assert r.output.startswith("U5/") and r.output.endswith(" clustered-core 16/16 RESUMED\n")
+    r = CliRunner().invoke(U.logd, ["stop"])
+    assert r.exit_code == 1 and "1 log(s) still in use" in r.output
+    mapper.remove("mu")
+    assert CliRunner().invoke(U.logd, ["stop"]).exit_code == 0
+    assert U.logd_state(mapper) is None

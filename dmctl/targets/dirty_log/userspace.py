@@ -559,7 +559,7 @@ class LogServer:
             return
         disk_nr_regions = 0
         if lc.disk:
-            size = F.buf_size(lc.region_count)
+            size = _disk_size(lc.region_count)
             buf = bytearray(size)
             err = _io(env, lc.devno, B.READ, size >> 9, buf)
             if err:
@@ -570,8 +570,11 @@ class LogServer:
                 if magic != F.MIRROR_MAGIC or lc.sync != DEFAULTSYNC:
                     self._say("Disk log not initialized (bad magic): full resync")
                 else:
+                    # only the magic is checked
                     disk_nr_regions = nr
-                    lc.clean_bits = F.clean_bits(buf, lc.region_count)
+                    bits = F.clean_bits(buf, lc.region_count)
+                    nb = -(-lc.region_count // 8)
+                    lc.clean_bits = bytearray(bits[:nb]) + bytearray(len(bits) - nb)
         if not lc.disk:
             lc.clean_bits = bytearray(b"\xff" * len(lc.clean_bits))
         for i in range(min(disk_nr_regions, lc.region_count), lc.region_count):
@@ -590,8 +593,13 @@ class LogServer:
             self._write_disk(env, lc)
 
     def _write_disk(self, env, lc):
-        data = F.pack(lc.region_count, lc.clean_bits)
-        err = _io(env, lc.devno, B.WRITE, len(data) >> 9, data)
+        # cmirrord's disk_size: (ceil(region_count / page) + 1) pages; header at 0,
+        # ceil(region_count / 8) bytes of clean bits at 1024, the rest zero
+        data = bytearray(_disk_size(lc.region_count))
+        data[0:16] = F.pack_header(lc.region_count)
+        nb = -(-lc.region_count // 8)
+        data[F.BITS_OFFSET:F.BITS_OFFSET + nb] = lc.clean_bits[:nb]
+        err = _io(env, lc.devno, B.WRITE, len(data) >> 9, bytes(data))
         if err:
             lc.disk_failed = 1
 
@@ -599,6 +607,10 @@ class LogServer:
 class _Err(Exception):
     def __init__(self, err):
         self.errno = err
+
+
+def _disk_size(region_count, page=4096):
+    return (-(-region_count // page) + 1) * page
 
 
 def _is_number(s):
