@@ -40,7 +40,8 @@ RC_TIMEOUT = 124
 RC_VM_FAILED = 125
 
 DEFAULT_KVER = "6.1.0-56-amd64"      # the kernel the golden outputs were captured on
-DEFAULT_TIMEOUT = 1500                # seconds, for one boot + the whole guest command
+DEFAULT_TIMEOUT = 2400                # seconds, for one boot + the whole guest command (a
+                                      # loaded 2-core host took 1250 s for the whole tier)
 DEFAULT_MEM = "1024M"
 
 # Loaded (with their dependencies) by the initramfs, in this order.  crc32c_generic first:
@@ -528,11 +529,15 @@ def ensure_initramfs(k, extra_modules=()):
 
 
 def find_python(environ=os.environ):
-    """The real interpreter (not a pyenv shim: in the guest a shim costs ~7 s a call)
-    that has pytest."""
-    cands = [environ.get("DMCTL_VM_PYTHON")]
-    if not environ.get("DMCTL_VM_PYTHON"):
-        cands += [sys.executable]
+    """The interpreter the guest runs pytest (and dmctl) with: DMCTL_VM_PYTHON, else
+    $PYTHON when it is an absolute path (scripts/test passes its venv's python), else the
+    real interpreter behind ``python3`` -- never a pyenv shim, which costs ~7 s a call
+    under TCG.  It must be able to import pytest."""
+    if environ.get("DMCTL_VM_PYTHON"):
+        cands = [environ["DMCTL_VM_PYTHON"]]
+    else:
+        cands = [environ.get("PYTHON") if os.path.isabs(environ.get("PYTHON") or "") else None,
+                 sys.executable]
         try:
             out = subprocess.run(["python3", "-c", "import sys; print(sys.executable)"],
                                  capture_output=True, text=True, timeout=60).stdout.strip()
@@ -541,12 +546,11 @@ def find_python(environ=os.environ):
             pass
         cands.append("/usr/bin/python3")
     for c in cands:
-        if not c or not os.path.isfile(c):
+        if not c or "/shims/" in c or not os.path.isfile(c):
             continue
-        c = os.path.realpath(c) if "/shims/" in c else c
         r = subprocess.run([c, "-c", "import pytest"], capture_output=True)
         if r.returncode == 0:
-            return c
+            return os.path.abspath(c)
     raise VmError("no python3 with pytest found (set DMCTL_VM_PYTHON)")
 
 
@@ -700,7 +704,7 @@ kernel and builds the initramfs.  Paths in ARGS are relative to the checkout.
 
 Exit status: the guest command's; 124 timeout; 125 the VM failed (after one retry).
 Environment: DMCTL_VM_CACHE (default ~/.cache/dmctl-vm), DMCTL_VM_TIMEOUT (seconds,
-default 1500), DMCTL_VM_KVER, DMCTL_VM_MEM (1024M), DMCTL_VM_PYTHON, DMCTL_VM_ACCEL
+default 2400), DMCTL_VM_KVER, DMCTL_VM_MEM (1024M), DMCTL_VM_PYTHON, DMCTL_VM_ACCEL
 (auto|tcg|kvm), DMCTL_VM_RETRIES (1), DMCTL_VM_CONSOLE (copy the kernel console log
 there), DMCTL_VM_EXTRA_MODULES.  Exported DMCTL_*, DM_*, CI, PYTEST_* and PYTHON*
 variables reach the guest.

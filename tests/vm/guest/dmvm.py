@@ -51,10 +51,11 @@ def dev(base):
 
 
 class Result:
-    __slots__ = ("argv", "stdout", "stderr", "rc")
+    __slots__ = ("argv", "stdout", "stderr", "rc", "kmsg")
 
     def __init__(self, argv, stdout, stderr, rc):
         self.argv, self.stdout, self.stderr, self.rc = argv, stdout, stderr, rc
+        self.kmsg = ""
 
     def triple(self):
         return (self.stdout, self.stderr, self.rc)
@@ -194,17 +195,25 @@ class Differ:
                         input=self.fmt(stdin) if stdin is not None else None)
             assert r.rc == 0, "setup step %r failed: %r" % (argv, r)
 
-    def both(self, args, setup=(), stdin=None, timeout=CMD_TIMEOUT, runners=None):
+    def both(self, args, setup=(), stdin=None, timeout=CMD_TIMEOUT, runners=None,
+             rebuild=True):
         """-> (dmsetup Result, dmctl Result) of ``args`` (dmsetup arguments; ``{role}``
-        placeholders become loop device paths), each run from a freshly rebuilt state:
+        placeholders become loop device paths), each run from a freshly built state:
         no test devices, wiped metadata loops, then the ``setup`` steps (dmsetup argument
-        lists, ``{"args": [...], "stdin": "..."}``, or callables taking this Differ)."""
+        lists, ``{"args": [...], "stdin": "..."}``, or callables taking this Differ).
+        ``rebuild=False`` (for commands that change nothing) builds the state once and
+        runs both commands on it.  The kernel log is cleared before each command; what
+        the kernel logged during it is in the result's ``kmsg``."""
         args = [self.fmt(a) for a in args]
         stdin = self.fmt(stdin) if stdin is not None else None
         out = []
-        for runner in runners or (dmsetup, dmctl):
-            self.reset()
-            self.prepare(setup)
-            out.append(runner(*args, input=stdin, timeout=timeout))
+        for i, runner in enumerate(runners or (dmsetup, dmctl)):
+            if rebuild or i == 0:
+                self.reset()
+                self.prepare(setup)
+            run(["dmesg", "-C"])
+            r = runner(*args, input=stdin, timeout=timeout)
+            r.kmsg = run(["dmesg"]).stdout
+            out.append(r)
         self.reset()
         return tuple(out)
