@@ -122,7 +122,7 @@ _dmctl() {
     if [[ "$cur" == -* ]]; then
         case "$cmd" in
             io|sim|era|logd)
-                COMPREPLY=($(compgen -W "--help --from --pattern --sectors --offset --fua --preflush --meta --to --bs --fsync-every --seek --seed --reads --writes --flushes --metadata-snapshot --json --xml --logical --yes" -- "$cur")) ;;
+                COMPREPLY=($(compgen -W "--help --from --pattern --sectors --offset --fua --preflush --meta --to --bs --fsync-every --seek --seed --reads --writes --flushes --metadata-snapshot --json --xml --logical --yes --force" -- "$cur")) ;;
             replay-log)
                 COMPREPLY=($(compgen -W "--log --replay --limit --start-entry --start-mark --end-mark --next-flush --next-fua --find --num-entries --no-discard --fsck --check --start-sector --end-sector --verbose --json --no-progress" -- "$cur")) ;;
             *)
@@ -165,6 +165,8 @@ _dmctl() {
             else COMPREPLY=($(compgen -f -- "$cur")); fi ;;
         replay-log)
             COMPREPLY=($(compgen -f -- "$cur")) ;;
+        logd)
+            [ "$nargs" = 0 ] && COMPREPLY=($(compgen -W "start stop status" -- "$cur")) ;;
         *)
             case " $(echo $_dmctl_dev_cmds) " in
                 *" $cmd "*) COMPREPLY=($(compgen -W "$(_dmctl_devices)" -- "$cur")) ;;

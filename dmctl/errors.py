@@ -68,6 +68,12 @@ class TargetError(Exception):
         super().__init__(text)
 
 
+class IOFailure(Exception):
+    """An I/O request on a simulated device failed the way a program sees it (EIO on
+    a bio, a bad I/O script line).  Like a failed ioctl it does not undo what the
+    simulated kernel already did: the transaction is still committed."""
+
+
 class UsageError(Exception):
     """Bad command line: the CLI prints ``message`` and exits 1."""
 

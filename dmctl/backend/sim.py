@@ -127,9 +127,9 @@ class SimDevice:
 
     # -- I/O (dm.c: __split_and_process_bio) ------------------------------------------
     def submit(self, bio):
-        if bio.op != B.READ:
-            # targets' in-core state may change (era marks, log-writes lists...)
-            self.env.dirty_devices.add(self)
+        # targets' in-core state may change (era marks, log-writes lists, mirror
+        # health after a failed read...)
+        self.env.dirty_devices.add(self)
         if self.suspended:
             self.env.io_while_suspended(self, bio)
             return
@@ -635,17 +635,23 @@ class SimMapper(Mapper):
             self.store.commit()
 
     def _txn(self, fn, *a, **kw):
+        """Run ``fn(env)`` as one step of the simulated kernel.  A failure the kernel
+        reports (DmError, a failed bio) still keeps what happened before it, exactly as
+        a failed ioctl leaves the kernel's state (a failed preresume leaves the device
+        suspended with the new table; an RPC that failed still committed metadata);
+        anything else is a bug, and the step is rolled back."""
+        from dmctl.errors import IOFailure
         self._begin()
-        ok = False
         try:
             r = fn(self.env, *a, **kw)
-            ok = True
-            return r
-        finally:
-            if ok:
-                self._end(True)
-            else:
-                self._end(False)
+        except (DmError, IOFailure):
+            self._end(True)
+            raise
+        except BaseException:
+            self._end(False)
+            raise
+        self._end(True)
+        return r
 
     def batch(self):
         mapper = self
@@ -656,7 +662,8 @@ class SimMapper(Mapper):
                 return mapper
 
             def __exit__(self_, et, ev, tb):
-                mapper._end(et is None)
+                from dmctl.errors import IOFailure
+                mapper._end(et is None or issubclass(et, (DmError, IOFailure)))
                 return False
         return _Batch()
 
@@ -1085,6 +1092,7 @@ class SimMapper(Mapper):
                 raise DmError(errno.EINVAL, op="message", name=md.name,
                               detail="device-mapper: ioctl: Target message sector outside device.")
             t = lt.find_target(sector)
+            env.mark(md)        # the target's state may change even when it fails
             try:
                 r = t.message(argv)
             except TargetError as e:

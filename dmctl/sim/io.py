@@ -14,11 +14,11 @@ kernel, so a whole script or copy is one consistent step.  Library users:
 import errno
 import os
 
-from dmctl.errors import DmError
+from dmctl.errors import DmError, IOFailure
 from dmctl.sim import bio as B
 
 
-class IOError_(Exception):
+class IOError_(IOFailure):
     """An I/O completed with an error (errno), as a program would see it."""
 
     def __init__(self, err, what):
@@ -156,7 +156,7 @@ def device_size(mapper, device):
 
 # -- scripts ------------------------------------------------------------------------------
 
-class ScriptError(Exception):
+class ScriptError(IOFailure):
     def __init__(self, lineno, msg):
         self.lineno = lineno
         super().__init__("line %d: %s" % (lineno, msg))
