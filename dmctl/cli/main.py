@@ -281,11 +281,17 @@ def _load(modname, funcname):
 
 def perform(ctx, cmdrec, args, multiple):
     """_perform_command_for_all_repeatable_args."""
+    from dmctl.cli.ctx import BackendUnavailable
     fn = _load(cmdrec[1], cmdrec[2])
     repeatable = cmdrec[6]
     i = 0
     while True:
-        if not fn(ctx, args[i:], None, multiple):
+        try:
+            ok = fn(ctx, args[i:], None, multiple)
+        except BackendUnavailable:
+            # libdm's messages about the driver were printed already
+            ok = False
+        if not ok:
             ctx.err("Command failed.")
             return False
         i += 1
