@@ -26,6 +26,7 @@ class Ctx:
         self.concise_output_produced = False
         self.mangling_override = None
         self._mapper = None
+        self._mapper_failed = False
         self._stdout = sys.stdout
         self._stderr = sys.stderr
 
@@ -70,6 +71,8 @@ class Ctx:
         """The backend, created on first use.  Raises BackendUnavailable after printing
         libdm's messages when the kernel driver cannot be reached."""
         if self._mapper is None:
+            if self._mapper_failed:
+                raise BackendUnavailable()
             from dmctl.backend import get_mapper, KernelUnavailable
             try:
                 self._mapper = get_mapper(self.backend_kind)
@@ -81,6 +84,7 @@ class Ctx:
                 from dmctl import LIBRARY_VERSION
                 self.err("Incompatible libdevmapper %s and kernel driver (unknown version)."
                          % LIBRARY_VERSION)
+                self._mapper_failed = True
                 raise BackendUnavailable()
         return self._mapper
 
