@@ -182,7 +182,10 @@ class KernelMapper(base.Mapper):
 
     # -- driver ----------------------------------------------------------------------
     def version(self):
-        self._check_version()
+        # The first DM_VERSION of a mapper is libdm's version check and answers this too;
+        # later calls issue their own (dmsetup version: check + command = two ioctls).
+        if self._kernel_version is None:
+            return self._check_version()
         buf = codec.encode_request(abi.DM_VERSION_CMD, codec.request_length(min_size=self.min_buffer),
                                    flags=abi.DM_EXISTS_FLAG)
         self._raw(abi.DM_VERSION_CMD, buf, "version", base.DevId())

@@ -478,7 +478,9 @@ SESSION = [
         'ioctl(3, DM_LIST_DEVICES, [{version=[4, 0, 0], data_size=16384, data_start=312, flags=DM_EXISTS_FLAG}] => [{version=[4, 47, 0], data_size=344, data_start=312, flags=DM_EXISTS_FLAG}, {dev=makedev(0xfe, 0), name="lin1"}]) = 0']),
     ("targets", lambda km: km.target_versions(), [V,
         'ioctl(3, DM_LIST_VERSIONS, [{version=[4, 1, 0], data_size=16384, data_start=312, flags=DM_EXISTS_FLAG}] => [{version=[4, 47, 0], data_size=521, data_start=312, flags=DM_EXISTS_FLAG}, {name="zero", version=[1, 1, 0]}, {name="mirror", version=[1, 14, 0]}, {name="log-writes", version=[1, 1, 0]}, {name="era", version=[1, 0, 0]}, {name="striped", version=[1, 6, 0]}, {name="linear", version=[1, 4, 0]}, {name="error", version=[1, 5, 0]}]) = 0']),
-    ("version", lambda km: km.version(), [V, V]),
+    # dmsetup version: libdm's check, then the command's own DM_VERSION (backend
+    # selection calls version() once, the command again)
+    ("version", lambda km: (km.version(), km.version()), [V, V]),
     ("suspend", lambda km: km.suspend("lin1"), [V,
         'ioctl(3, DM_DEV_SUSPEND, [{version=[4, 0, 0], data_size=16384, name="lin1", flags=DM_SUSPEND_FLAG|DM_EXISTS_FLAG}] => [{version=[4, 47, 0], data_size=305, dev=makedev(0xfe, 0), name="lin1", target_count=1, open_count=0, event_nr=0, flags=DM_SUSPEND_FLAG|DM_EXISTS_FLAG|DM_ACTIVE_PRESENT_FLAG}]) = 0']),
     ("resume", lambda km: km.resume("lin1", cookie=0x430000), [V,
@@ -906,3 +908,121 @@ def test_import_time_pulls_no_heavy_modules():
                          cwd=__file__.rsplit("/tests/", 1)[0])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+# ==================================================================================
+# SimControl as a control node: raw bytes in, kernel behaviour out
+# ==================================================================================
+def raw(nr, size=16384, **kw):
+    return codec.encode_request(nr, size, flags=abi.DM_EXISTS_FLAG, **kw)
+
+
+def test_simcontrol_unknown_commands_are_enotty_after_the_version_write_back():
+    ctl = SimControl(FakeMapper())
+    for nr in (abi.DM_MPATH_PROBE_PATHS_CMD, 19, 200):
+        buf = raw(abi.DM_DEV_STATUS_CMD, name="x")
+        with pytest.raises(OSError) as e:
+            ctl.ioctl(nr, buf)
+        assert e.value.errno == errno.ENOTTY
+        assert struct.unpack_from("=3I", buf, 0) == (4, 47, 0)
+        assert "unknown command 0x%x" % abi.request(nr) in ctl.last_detail
+
+
+def test_simcontrol_version_mismatch():
+    ctl = SimControl(FakeMapper())
+    buf = codec.encode_request(abi.DM_LIST_DEVICES_CMD, 16384, version=(4, 48, 0))
+    before = bytes(buf)
+    with pytest.raises(OSError) as e:
+        ctl.ioctl(abi.DM_LIST_DEVICES_CMD, buf)
+    assert e.value.errno == errno.EINVAL
+    assert struct.unpack_from("=3I", buf, 0) == (4, 47, 0) and buf[12:] == before[12:]
+    buf = codec.encode_request(abi.DM_VERSION_CMD, 16384, version=(5, 0, 0))
+    with pytest.raises(OSError):
+        ctl.ioctl(abi.DM_VERSION_CMD, buf)
+
+
+def test_simcontrol_bad_data_size_and_name_plus_uuid():
+    fm = FakeMapper()
+    fm.create("x", uuid="U")
+    ctl = SimControl(fm)
+    buf = raw(abi.DM_DEV_STATUS_CMD, name="x")
+    struct.pack_into("=I", buf, 12, 304)
+    with pytest.raises(OSError) as e:
+        ctl.ioctl(abi.DM_DEV_STATUS_CMD, buf)
+    assert e.value.errno == errno.EINVAL and "Invalid data size" in ctl.last_detail
+    with pytest.raises(OSError) as e:
+        ctl.ioctl(abi.DM_DEV_STATUS_CMD, raw(abi.DM_DEV_STATUS_CMD, name="x", uuid="U"))
+    assert e.value.errno == errno.EINVAL
+    # name and dev together: the lookup fails (ENXIO), it is not EINVAL
+    with pytest.raises(OSError) as e:
+        ctl.ioctl(abi.DM_DEV_STATUS_CMD, raw(abi.DM_DEV_STATUS_CMD, name="x",
+                                             dev=abi.huge_encode_dev(254, 0)))
+    assert e.value.errno == errno.ENXIO and "Invalid ioctl structure" in ctl.last_detail
+    # nothing at all to look up by
+    with pytest.raises(OSError) as e:
+        ctl.ioctl(abi.DM_DEV_STATUS_CMD, raw(abi.DM_DEV_STATUS_CMD))
+    assert e.value.errno == errno.ENXIO
+
+
+def test_simcontrol_no_params_commands_copy_back_only_the_header():
+    fm = FakeMapper()
+    fm.create("x")
+    ctl = SimControl(fm)
+    buf = raw(abi.DM_DEV_STATUS_CMD, name="x")
+    buf[305:400] = b"\xaa" * 95
+    assert ctl.ioctl(abi.DM_DEV_STATUS_CMD, buf) == 0
+    assert buf[305:400] == b"\xaa" * 95
+    h = codec.Header.unpack(buf)
+    assert h.data_size == 305 and h.name == b"x" and h.dev == 0xFE00
+    # a payload command writes its payload and reports the size
+    fm.load("x", [TL(0, 8, "zero", "")])
+    fm.resume("x")
+    buf = raw(abi.DM_TABLE_STATUS_CMD, name="x")
+    ctl.ioctl(abi.DM_TABLE_STATUS_CMD, buf)
+    assert codec.Header.unpack(buf).data_size == 312 + 41
+
+
+def test_simcontrol_remove_all_and_geometry_copy_back_nothing():
+    fm = FakeMapper()
+    fm.create("x")
+    ctl = SimControl(fm)
+    buf = raw(abi.DM_REMOVE_ALL_CMD)
+    before = bytes(buf)
+    assert ctl.ioctl(abi.DM_REMOVE_ALL_CMD, buf) == 0
+    assert buf[12:] == before[12:] and fm.devs == {}
+
+
+def test_simcontrol_list_devices_prefix_filter_and_order():
+    fm = FakeMapper()
+    for n, u in (("vg-b", "LVM-2"), ("vg-a", "LVM-1"), ("other", None)):
+        fm.create(n, uuid=u)
+    ctl = SimControl(fm)
+    buf = raw(abi.DM_LIST_DEVICES_CMD, name="vg-")
+    ctl.ioctl(abi.DM_LIST_DEVICES_CMD, buf)
+    assert [e.name for e in codec.decode_name_list(buf)] == ["vg-a", "vg-b"]
+    buf = raw(abi.DM_LIST_DEVICES_CMD, uuid="LVM-2")
+    ctl.ioctl(abi.DM_LIST_DEVICES_CMD, buf)
+    assert [e.name for e in codec.decode_name_list(buf)] == ["vg-b"]
+    buf = codec.encode_request(abi.DM_LIST_DEVICES_CMD, 16384, flags=abi.DM_UUID_FLAG)
+    ctl.ioctl(abi.DM_LIST_DEVICES_CMD, buf)
+    assert [(e.name, e.uuid) for e in codec.decode_name_list(buf, uuid=True)] == \
+        [("other", ""), ("vg-a", "LVM-1"), ("vg-b", "LVM-2")]
+
+
+def test_simcontrol_buffer_full_list_with_small_buffer():
+    fm = FakeMapper()
+    fm.create("lin1")
+    ctl = SimControl(fm)
+    buf = raw(abi.DM_LIST_DEVICES_CMD, size=343)
+    ctl.ioctl(abi.DM_LIST_DEVICES_CMD, buf)
+    h = codec.Header.unpack(buf)
+    assert h.flags & abi.DM_BUFFER_FULL_FLAG and h.data_size == 305
+
+
+def test_version_uses_the_check_when_first():
+    fm, rec = sim()
+    km = KernelMapper(control=rec)
+    assert km.version() == (4, 47, 0)
+    assert [e[0] for e in rec.log] == [abi.DM_VERSION_CMD]
+    km.version()
+    assert [e[0] for e in rec.log] == [abi.DM_VERSION_CMD] * 2
