@@ -1,10 +1,13 @@
 """Replay the captured dmsetup sessions (golden INDEX-<section>.tsv) in the simulator
-and compare every query command's stdout, stderr and exit code with the capture.
+and compare every query command's stdout, stderr and exit code with the capture
+(other commands: their exit code).
 
-Loop devices become backing files registered in the captured order (loop0..loop7).
-Commands the simulator cannot replay (shell pipelines holding devices open, raw I/O
-with dd, strace) are skipped; once one of them changed device state (a write), the
-remaining status outputs of that section are no longer compared.
+Loop devices become backing files registered in the captured order (loop0..loop7);
+``dd ... oflag=direct`` becomes simulator I/O (one write per block, then a flush);
+strace/env-wrapped dmsetup runs are replayed unchecked.  Commands the simulator
+cannot replay (shell pipelines holding a device open, guarded writes to a failing
+mirror) are skipped; after one of those changed device state, the section's later
+status outputs are not compared.
 """
 
 import os
