@@ -122,7 +122,7 @@ _dmctl() {
     if [[ "$cur" == -* ]]; then
         case "$cmd" in
             io|sim|era|logd)
-                COMPREPLY=($(compgen -W "--help --from --pattern --sectors --offset --fua --preflush --meta --to --bs --fsync-every --seek --seed --reads --writes --flushes --metadata-snapshot --json --xml --logical --yes --force" -- "$cur")) ;;
+                COMPREPLY=($(compgen -W "--help --from --pattern --sectors --offset --fua --preflush --meta --to --bs --fsync-every --seek --seed --reads --writes --flushes --metadata-snapshot --json --xml --logical --yes --force --clear" -- "$cur")) ;;
             replay-log)
                 COMPREPLY=($(compgen -W "--log --replay --limit --start-entry --start-mark --end-mark --next-flush --next-fua --find --num-entries --no-discard --fsck --check --start-sector --end-sector --verbose --json --no-progress" -- "$cur")) ;;
             *)
@@ -158,7 +158,7 @@ _dmctl() {
             elif [ "$nargs" = 1 ]; then COMPREPLY=($(compgen -W "$(_dmctl_devices)" -- "$cur"))
             else COMPREPLY=($(compgen -f -- "$cur")); fi ;;
         sim)
-            if [ "$nargs" = 0 ]; then COMPREPLY=($(compgen -W "crash settle fail heal status reset" -- "$cur"))
+            if [ "$nargs" = 0 ]; then COMPREPLY=($(compgen -W "crash settle fail heal status dmesg reset" -- "$cur"))
             else COMPREPLY=($(compgen -f -- "$cur")); fi ;;
         era)
             if [ "$nargs" = 0 ]; then COMPREPLY=($(compgen -W "changed-since dump" -- "$cur"))

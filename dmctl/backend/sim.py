@@ -587,6 +587,9 @@ class SimEnv:
         for bf in self.dirty_backing:
             db.execute("UPDATE backing SET cache=?, faults=? WHERE minor=?",
                        (bf.cache.state(), bf.faults.state(), bf.minor))
+        if self.log:
+            self.store.append_klog(self.log)
+            self.log = []
         self.dirty_devices.clear()
         self.dirty_backing.clear()
         self.deleted.clear()
@@ -644,7 +647,10 @@ class SimMapper(Mapper):
         self._begin()
         try:
             r = fn(self.env, *a, **kw)
-        except (DmError, IOFailure):
+        except (DmError, IOFailure) as e:
+            detail = getattr(e, "detail", None)
+            if detail and self.env is not None:
+                self.env.log.extend(str(detail).splitlines())   # the kernel logs it too
             self._end(True)
             raise
         except BaseException:

@@ -76,6 +76,21 @@ def status():
         click.echo("7:%d\t%s\tunflushed_blocks=%d%s" % (minor, path, dirty, ("\tfaults=" + f) if f else ""))
 
 
+@sim.command(help="Show the simulated kernel's log (what dmesg would show): target "
+                  "errors, warnings and events, oldest first.")
+@click.option("-c", "--clear", is_flag=True, help="Clear the log after printing it.")
+def dmesg(clear):
+    m = _mapper()
+
+    def fn(env):
+        rows = env.db.execute("SELECT line FROM klog ORDER BY seq").fetchall()
+        if clear:
+            env.db.execute("DELETE FROM klog")
+        return [r[0] for r in rows]
+    for line in m.run(fn):
+        click.echo(line)
+
+
 @sim.command(help="Forget all simulator state (devices, backing-file numbers, caches).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask.")
 def reset(yes):

@@ -27,6 +27,11 @@ CREATE TABLE IF NOT EXISTS devices(
     live BLOB,
     inactive BLOB
 );
+CREATE TABLE IF NOT EXISTS klog(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    line TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS backing(
     minor INTEGER PRIMARY KEY,
     path TEXT NOT NULL UNIQUE,
@@ -65,7 +70,7 @@ class Store:
 
     def _init_schema(self):
         row = self.db.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='klog'").fetchone()
         if row is None:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -112,6 +117,17 @@ class Store:
             self.db.close()
         except Exception:
             pass
+
+    KLOG_KEEP = 2000
+
+    def append_klog(self, lines):
+        """The simulated kernel's log (what dmesg would show), newest KLOG_KEEP lines."""
+        import time
+        now = time.time()
+        self.db.executemany("INSERT INTO klog(ts, line) VALUES(?, ?)",
+                            [(now, l) for l in lines])
+        self.db.execute("DELETE FROM klog WHERE seq <= (SELECT MAX(seq) FROM klog) - ?",
+                        (self.KLOG_KEEP,))
 
     def journal_path(self, backing_minor):
         d = os.path.join(self.dir, "wcache")
