@@ -205,3 +205,19 @@ def test_node_fallback_on_real_kernel():
     assert r.returncode == 0 and stat.S_ISBLK(os.lstat("/dev/mapper/ck-nodes").st_mode)
     r = dmctl("--verifyudev", "remove", "ck-nodes")
     assert r.returncode == 0 and not os.path.lexists("/dev/mapper/ck-nodes"), r
+
+
+def test_resume_without_uevent_does_not_wait(udev_running):
+    """Resuming a device that is not suspended sends no uevent (the reply lacks
+    DM_UEVENT_GENERATED_FLAG): libdm completes the cookie itself and returns at once."""
+    r = dmsetup("create", "ck-timeout", "--table", TABLE, "--noudevsync")
+    assert r.returncode == 0, r
+    t = time.monotonic()
+    r = dmsetup("resume", "ck-timeout", timeout=60)        # libdm: no wait at all
+    assert r.returncode == 0, r
+    base = time.monotonic() - t
+    t = time.monotonic()
+    r = dmctl("--udevtimeout", "10", "resume", "ck-timeout")
+    assert r.returncode == 0, r
+    assert "not completed" not in r.stderr, r
+    assert time.monotonic() - t < base + 8
