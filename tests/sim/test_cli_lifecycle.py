@@ -435,7 +435,7 @@ def test_wait_is_interruptible(dmctl, mapper):
     env = dict(os.environ, PYTHONPATH=ROOT)
     p = subprocess.Popen([sys.executable, "-m", "dmctl", "wait", "d", "0"], cwd=ROOT,
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    time.sleep(3.0)                   # well into the wait, even on a loaded machine
     assert p.poll() is None
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=20)
