@@ -58,6 +58,9 @@ MUTATING = frozenset((abi.DM_REMOVE_ALL_CMD, abi.DM_DEV_CREATE_CMD, abi.DM_DEV_R
                       abi.DM_TABLE_CLEAR_CMD, abi.DM_TARGET_MSG_CMD,
                       abi.DM_DEV_SET_GEOMETRY_CMD))
 
+_BLKRASET = 0x1262              # _IO(0x12, 98): set read-ahead (sectors, by value)
+_BLKRAGET = 0x1263              # _IO(0x12, 99): get read-ahead (long *)
+
 MAX_DOUBLE_FACTOR = 16          # 16 KiB << 16 = 1 GiB
 BUFFER_MAX_TEXT = "Ioctl buffer maximum reached (16KB << %u = %d bytes), giving up."
 
@@ -75,6 +78,7 @@ class KernelMapper(base.Mapper):
         self.double_factor = 0
         self.min_buffer = codec.MIN_BUFFER_SIZE
         self.dm_major = None
+        self.read_ahead_error = None
 
     # -- plumbing --------------------------------------------------------------------
     @property
@@ -331,6 +335,87 @@ class KernelMapper(base.Mapper):
             # nothing is copied back; libdm (ioctl() >= 0) takes it as success.
             return None
         return codec.decode_message(buf)
+
+    # -- read-ahead (libdm-common.c get/set_dev_node_read_ahead) ---------------------
+    sysfs_dir = "/sys/"
+
+    def _read_ahead_path(self, info):
+        return "%sdev/block/%d:%d/bdi/read_ahead_kb" % (self.sysfs_dir, info.major,
+                                                       info.minor)
+
+    @staticmethod
+    def _node_path(info):
+        d = os.environ.get("DM_DEV_DIR") or "/dev"
+        return "%s/%s/%s" % (d.rstrip("/"), abi.DM_DIR, info.name)
+
+    def read_ahead(self, info):
+        """dm_task_get_read_ahead: sysfs ``bdi/read_ahead_kb`` * 2, else BLKRAGET on
+        ``$DM_DEV_DIR/mapper/NAME``.  None when neither works; what libdm would log then
+        (``/dev/mapper/empty1: open failed: No such file or directory`` for a device that
+        never had a table, which has no bdi yet) is left in ``read_ahead_error``."""
+        self.read_ahead_error = None
+        if info.major:
+            try:
+                with open(self._read_ahead_path(info), "rb") as f:
+                    data = f.read(23)
+                try:
+                    return int(data.split()[0]) * 2 if data.split() else 0
+                except ValueError:
+                    return 0
+            except OSError:
+                pass
+        if not info.name:
+            self.read_ahead_error = "Empty device name passed to BLKRAGET"
+            return None
+        path = self._node_path(info)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            self.read_ahead_error = "%s: open failed: %s" % (path, os.strerror(e.errno))
+            return None
+        try:
+            import fcntl
+            import struct
+            buf = bytearray(8)
+            fcntl.ioctl(fd, _BLKRAGET, buf, True)
+            return struct.unpack("=q", buf)[0] & 0xFFFFFFFF
+        except OSError as e:
+            self.read_ahead_error = "%s: BLKRAGET failed: %s" % (path, os.strerror(e.errno))
+            return None
+        finally:
+            os.close(fd)
+
+    def set_read_ahead(self, info, sectors, minimum=False):
+        """_set_dev_node_read_ahead: with ``minimum`` only raise it; sysfs gets
+        ``(sectors + 1) / 2`` kB, else BLKRASET on the node."""
+        self.read_ahead_error = None
+        if minimum:
+            cur = self.read_ahead(info)
+            if cur is None:
+                return None
+            if cur >= sectors:
+                return None
+        if info.major:
+            try:
+                with open(self._read_ahead_path(info), "w") as f:
+                    f.write("%d" % ((sectors + 1) // 2))
+                return None
+            except OSError:
+                pass
+        path = self._node_path(info)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            self.read_ahead_error = "%s: open failed: %s" % (path, os.strerror(e.errno))
+            return None
+        try:
+            import fcntl
+            fcntl.ioctl(fd, _BLKRASET, sectors)
+        except OSError as e:
+            self.read_ahead_error = "%s: BLKRASET failed: %s" % (path, os.strerror(e.errno))
+        finally:
+            os.close(fd)
+        return None
 
     def arm_poll(self):
         """DM_DEV_ARM_POLL (interface 4.36+)."""

@@ -1026,3 +1026,44 @@ def test_version_uses_the_check_when_first():
     assert [e[0] for e in rec.log] == [abi.DM_VERSION_CMD]
     km.version()
     assert [e[0] for e in rec.log] == [abi.DM_VERSION_CMD] * 2
+
+
+# ==================================================================================
+# Read-ahead (libdm: sysfs bdi/read_ahead_kb, BLKRAGET fallback on the node)
+# ==================================================================================
+def _ra_setup(tmp_path, kb=None):
+    km = KernelMapper(control=SimControl(FakeMapper()))
+    km.sysfs_dir = str(tmp_path / "sys") + "/"
+    if kb is not None:
+        d = tmp_path / "sys" / "dev" / "block" / "254:3" / "bdi"
+        d.mkdir(parents=True)
+        (d / "read_ahead_kb").write_text("%d\n" % kb)
+    return km, DeviceInfo(name="lin1", major=254, minor=3)
+
+
+def test_read_ahead_from_sysfs(tmp_path):
+    km, info = _ra_setup(tmp_path, kb=128)
+    assert km.read_ahead(info) == 256 and km.read_ahead_error is None
+
+
+def test_read_ahead_without_bdi_reports_libdm_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("DM_DEV_DIR", str(tmp_path / "dev"))
+    km, info = _ra_setup(tmp_path)
+    assert km.read_ahead(info) is None
+    assert km.read_ahead_error == "%s/mapper/lin1: open failed: No such file or directory" \
+        % (tmp_path / "dev")
+    monkeypatch.delenv("DM_DEV_DIR")
+    km.read_ahead(DeviceInfo(name="zz-no-such-dmctl", major=254, minor=3))
+    assert km.read_ahead_error == \
+        "/dev/mapper/zz-no-such-dmctl: open failed: No such file or directory"
+
+
+def test_set_read_ahead_sysfs_rounds_up_and_minimum_only_raises(tmp_path):
+    km, info = _ra_setup(tmp_path, kb=128)
+    path = tmp_path / "sys" / "dev" / "block" / "254:3" / "bdi" / "read_ahead_kb"
+    km.set_read_ahead(info, 513)
+    assert path.read_text() == "257"
+    km.set_read_ahead(info, 100, minimum=True)          # 514 >= 100: left alone
+    assert path.read_text() == "257"
+    km.set_read_ahead(info, 1024, minimum=True)
+    assert path.read_text() == "512"
