@@ -18,6 +18,7 @@ Only struct/fcntl/os are imported at module import time (CLI start-up is measure
 
 import errno
 import os
+import struct
 
 from dmctl.backend import base
 from dmctl.errors import DmError
@@ -367,21 +368,30 @@ class KernelMapper(base.Mapper):
         if not info.name:
             self.read_ahead_error = "Empty device name passed to BLKRAGET"
             return None
+        buf = bytearray(8)
+        if not self._node_ioctl(info, _BLKRAGET, "BLKRAGET", buf):
+            return None
+        return struct.unpack("=q", buf)[0] & 0xFFFFFFFF
+
+    def _node_ioctl(self, info, req, what, arg):
+        """ioctl(req, arg) on ``$DM_DEV_DIR/mapper/NAME``; False (and the reason in
+        ``read_ahead_error``, as libdm logs it) when the node cannot be used."""
         path = self._node_path(info)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
             self.read_ahead_error = "%s: open failed: %s" % (path, os.strerror(e.errno))
-            return None
+            return False
         try:
             import fcntl
-            import struct
-            buf = bytearray(8)
-            fcntl.ioctl(fd, _BLKRAGET, buf, True)
-            return struct.unpack("=q", buf)[0] & 0xFFFFFFFF
+            if isinstance(arg, bytearray):
+                fcntl.ioctl(fd, req, arg, True)
+            else:
+                fcntl.ioctl(fd, req, arg)
+            return True
         except OSError as e:
-            self.read_ahead_error = "%s: BLKRAGET failed: %s" % (path, os.strerror(e.errno))
-            return None
+            self.read_ahead_error = "%s: %s failed: %s" % (path, what, os.strerror(e.errno))
+            return False
         finally:
             os.close(fd)
 
@@ -402,19 +412,7 @@ class KernelMapper(base.Mapper):
                 return None
             except OSError:
                 pass
-        path = self._node_path(info)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            self.read_ahead_error = "%s: open failed: %s" % (path, os.strerror(e.errno))
-            return None
-        try:
-            import fcntl
-            fcntl.ioctl(fd, _BLKRASET, sectors)
-        except OSError as e:
-            self.read_ahead_error = "%s: BLKRASET failed: %s" % (path, os.strerror(e.errno))
-        finally:
-            os.close(fd)
+        self._node_ioctl(info, _BLKRASET, "BLKRASET", sectors)
         return None
 
     def arm_poll(self):
