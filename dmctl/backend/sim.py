@@ -148,8 +148,9 @@ class SimDevice:
         if bio.is_empty_flush:
             clones = []
             for t in table.targets:
-                for _ in range(t.ti.num_flush_bios):
+                for i in range(t.ti.num_flush_bios):
                     c = bio.clone(sector=t.ti.begin, nr_sectors=0, data=None)
+                    c.target_bio_nr = i
                     clones.append((t, c))
             if not clones:
                 B.bio_endio(bio, 0)
@@ -160,38 +161,43 @@ class SimDevice:
         if end > table.size:
             B.bio_endio(bio, errno.EIO)
             return
-        if len(table.targets) == 1:
+        if len(table.targets) == 1 and bio.op != B.DISCARD:
             t = table.targets[0]
-            if bio.op == B.DISCARD and not t.ti.num_discard_bios:
-                B.bio_endio(bio, errno.EOPNOTSUPP)
+            mx = t.ti.max_io_len
+            if not mx or (bio.sector - t.ti.begin) // mx == (end - 1 - t.ti.begin) // mx:
+                self._fan_out(bio, [(t, bio.clone())])
                 return
-            c = bio.clone()
-            self._fan_out(bio, [(t, c)])
-            return
+        # __split_and_process_bio: pieces at target boundaries and at each target's
+        # max_io_len; a discard goes to each target as num_discard_bios clones
         clones = []
         sector = bio.sector
         data = bio.data
         flags = bio.flags
-        first = True
         while sector < end:
             t = table.find_target(sector)
             ti = t.ti
-            n = min(end, ti.begin + ti.len) - sector
-            if data is not None:
-                off = (sector - bio.sector) << 9
-                d = memoryview(data)[off:off + (n << 9)]
+            limit = ti.begin + ti.len
+            if ti.max_io_len and bio.op != B.DISCARD:
+                rel = sector - ti.begin
+                limit = min(limit, ti.begin + (rel // ti.max_io_len + 1) * ti.max_io_len)
+            n = min(end, limit) - sector
+            if bio.op == B.DISCARD:
+                if not ti.num_discard_bios:
+                    c = bio.clone(sector=sector, nr_sectors=n, data=None)
+                    c.error = errno.EOPNOTSUPP
+                    clones.append((t, c))
+                for i in range(ti.num_discard_bios):
+                    c = bio.clone(sector=sector, nr_sectors=n, data=None)
+                    c.target_bio_nr = i
+                    clones.append((t, c))
             else:
-                d = None
-            c = bio.clone(sector=sector, nr_sectors=n, data=d)
-            # PREFLUSH goes with the first piece only; FUA with each
-            if not first:
-                c.flags = flags & ~B.PREFLUSH
-            first = False
-            clones.append((t, c))
+                if data is not None:
+                    off = (sector - bio.sector) << 9
+                    d = memoryview(data)[off:off + (n << 9)]
+                else:
+                    d = None
+                clones.append((t, bio.clone(sector=sector, nr_sectors=n, data=d)))
             sector += n
-        for t, c in clones:
-            if bio.op == B.DISCARD and not t.ti.num_discard_bios:
-                c.error = errno.EOPNOTSUPP
         self._fan_out(bio, clones)
 
     def _flush_then_data(self, bio):
@@ -508,7 +514,7 @@ class SimEnv:
         states = []
         for t in table.targets:
             states.append((t.name, t.ti.begin, t.ti.len, t.ti.num_flush_bios,
-                           t.ti.num_discard_bios, t.save()))
+                           t.ti.num_discard_bios, t.save(), t.ti.max_io_len))
         import pickle
         return pickle.dumps((table.lines, table.ro, table.devs, states), protocol=4)
 
@@ -517,10 +523,12 @@ class SimEnv:
         import pickle
         lines, ro, devs, states = pickle.loads(blob)
         targets = []
-        for (name, begin, length, nf, nd, st) in states:
+        for rec in states:
+            name, begin, length, nf, nd, st = rec[:6]
             ti = TargetInfo(begin, length, ro)
             ti.num_flush_bios = nf
             ti.num_discard_bios = nd
+            ti.max_io_len = rec[6] if len(rec) > 6 else 0
             cls = get_class(name)
             t = cls.restore(self, ti, st)
             t.md = md

@@ -393,6 +393,14 @@ def _main(ctx, argv):
         ctx.err("dmctl does not implement 'stats' (use dmsetup stats / dmstats).")
         return 1
 
+    # dmsetup's _process_options: a bad -o / tree option fails every command
+    if (sw["options"] or sw["tree"]) and not sw["columns"]:
+        from dmctl.cli.cmd_query import process_options
+        try:
+            process_options(ctx)
+        except SystemExit:
+            return 1
+
     # -S with a device command: run "info -c" with the selection and the real
     # command on each selected device (dmsetup's _selection_cmd).
     if sw["select"] and cmd[6] == 2 and command != "info":

@@ -34,7 +34,7 @@ OP_NAMES = {READ: "read", WRITE: "write", DISCARD: "discard"}
 class Bio:
     __slots__ = ("op", "sector", "nr_sectors", "flags", "data", "error", "end_io",
                  "private", "parent", "remaining", "dev", "root", "target", "done",
-                 "per_io")
+                 "per_io", "target_bio_nr")
 
     def __init__(self, op, sector, nr_sectors, data=None, flags=0, end_io=None,
                  private=None):
@@ -53,6 +53,7 @@ class Bio:
         self.target = None
         self.done = False
         self.per_io = None
+        self.target_bio_nr = 0
 
     @property
     def is_write(self):

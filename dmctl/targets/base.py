@@ -116,7 +116,7 @@ def parse_ull(s):
 class TargetInfo:
     """``struct dm_target``: where the target sits in its table."""
     __slots__ = ("begin", "len", "table_ro", "error", "num_flush_bios",
-                 "num_discard_bios")
+                 "num_discard_bios", "max_io_len")
 
     def __init__(self, begin, length, table_ro=False):
         self.begin = begin
@@ -125,6 +125,9 @@ class TargetInfo:
         self.error = None
         self.num_flush_bios = 0
         self.num_discard_bios = 0
+        # dm_set_target_max_io_len: the core splits bios at multiples of this
+        # (relative to the target's start) before map() sees them; 0 = no limit
+        self.max_io_len = 0
 
 
 class Target:

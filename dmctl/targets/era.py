@@ -117,6 +117,7 @@ class Era(Target):
         if bs == 0 or bs % MIN_BLOCK_SIZE:
             raise TargetError(errno.EINVAL, "Invalid block size")
         t.sectors_per_block = bs
+        ti.max_io_len = bs          # dm_set_target_max_io_len: one era block per bio
         t.shift = (bs.bit_length() - 1) if bs & (bs - 1) == 0 else -1
         from dmctl.formats.era_meta import EraMetadata
         try:
