@@ -806,7 +806,7 @@ def check_udev_properties(major, minor, name=None, uuid=None, props=None):
     if name is not None and props.get("DM_NAME") not in (None, name):
         out.append("udev's DM_NAME for %s is '%s', not '%s'."
                    % (where, props.get("DM_NAME"), name))
-    elif name is not None and props.get("DM_NAME") is None:
+    elif name is not None and props.get("DM_NAME") is None and out == []:
         out.append("udev has no DM_NAME for %s." % where)
     if uuid and props.get("DM_UUID") != uuid:
         out.append("udev's DM_UUID for %s is '%s', not '%s'."

@@ -221,3 +221,67 @@ def test_resume_without_uevent_does_not_wait(udev_running):
     assert r.returncode == 0, r
     assert "not completed" not in r.stderr, r
     assert time.monotonic() - t < base + 8
+
+
+def test_outer_transaction_across_tools(udev_running):
+    """lvm-style: dmsetup udevcreatecookie, dmctl --udevcookie create + rename
+    (no wait), udev completes with dmctl, dmsetup udevreleasecookie waits."""
+    udevd = FakeUdevd(dmctl)
+    try:
+        r = dmsetup("udevcreatecookie")
+        assert r.returncode == 0 and r.stdout.startswith("0x0D4D"), r
+        c = r.stdout.strip()
+        r = dmctl("--udevcookie", c, "create", "ck-dmctl", "--table", TABLE)
+        assert r.returncode == 0 and r.stderr == "", r
+        r = dmctl("rename", "ck-dmctl", "ck-dmctl2", DM_UDEV_COOKIE=c)
+        assert r.returncode == 0 and r.stderr == "", r
+        r = dmsetup("udevreleasecookie", c, timeout=60)
+        assert r.returncode == 0, r
+        r = dmctl("--udevtimeout", "20", "remove", "ck-dmctl2")
+        assert r.returncode == 0 and "not completed" not in r.stderr, r
+    finally:
+        udevd.close()
+        dmsetup("remove", "--noudevsync", "ck-dmctl2", DM_DISABLE_UDEV="1")
+    cookies = [int(ck_) for a, ck_ in udevd.events if ck_]
+    assert len(cookies) == 3 and len({x & 0xFFFF for x in cookies[:2]}) == 1, udevd.events
+    assert cookies[0] & 0xFFFF == int(c, 16) & 0xFFFF
+    assert no_cookies_left()
+
+
+def test_verifyudev_falls_back_when_udev_makes_no_node(udev_running):
+    """udev "runs" (completes cookies) but its rules make no /dev/mapper link:
+    --verifyudev makes the node after the wait, with libdm's warning."""
+    udevd = FakeUdevd(dmctl)
+    try:
+        r = dmctl("--verifyudev", "--udevtimeout", "20", "create", "ck-nodes", "--table",
+                  TABLE)
+        assert r.returncode == 0, r
+        # and the udev database check: the stand-in ran no 10-dm.rules
+        assert r.stderr == ("/dev/mapper/ck-nodes not set up by udev: Falling back to "
+                            "direct node creation.\n"
+                            "udev has no DM_UDEV_RULES_VSN for ck-nodes (254:0): the "
+                            "device-mapper udev rules (10-dm.rules) did not run for it.\n"
+                            ), r
+        assert stat.S_ISBLK(os.lstat("/dev/mapper/ck-nodes").st_mode)
+        r = dmctl("--verifyudev", "--udevtimeout", "20", "remove", "ck-nodes")
+        assert r.returncode == 0, r
+        assert r.stderr == ("Node /dev/mapper/ck-nodes was not removed by udev. Falling "
+                            "back to direct node removal.\n"), r
+        assert not os.path.lexists("/dev/mapper/ck-nodes")
+    finally:
+        udevd.close()
+
+
+def test_other_dev_dir_gets_symlinks(tmp_path):
+    d = str(tmp_path / "dev")
+    r = dmctl("create", "ck-nodes", "--table", TABLE, DM_DEV_DIR=d)
+    assert r.returncode == 0, r
+    p = os.path.join(d, "mapper", "ck-nodes")
+    assert os.path.islink(p) and os.readlink(p).startswith("/dev/dm-"), r
+    info = os.stat(p)
+    r = dmsetup("info", "-c", "--noheadings", "-o", "major,minor", "ck-nodes")
+    assert r.stdout.strip() == "%d:%d" % (os.major(info.st_rdev), os.minor(info.st_rdev))
+    r = dmctl("rename", "ck-nodes", "ck-nodes2", DM_DEV_DIR=d)
+    assert r.returncode == 0 and os.path.islink(os.path.join(d, "mapper", "ck-nodes2")), r
+    r = dmctl("remove", "ck-nodes2", DM_DEV_DIR=d)
+    assert r.returncode == 0 and os.listdir(os.path.join(d, "mapper")) in ([], ["control"]), r
