@@ -26,7 +26,9 @@ import vmtier  # noqa: E402
 def test_vm_tier_passes():
     in_ci = bool(os.environ.get("CI"))
     run = os.path.join(HERE, "run")
-    p = subprocess.run([sys.executable, run], stdin=subprocess.DEVNULL,
+    # DMCTL_VM_ARGS: pytest arguments for the guest (default: the whole guest suite)
+    args = shlex.split(os.environ.get("DMCTL_VM_ARGS", ""))
+    p = subprocess.run([sys.executable, run, *args], stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        errors="replace", timeout=float(
                            os.environ.get("DMCTL_VM_TIMEOUT") or vmtier.DEFAULT_TIMEOUT) * 2 + 120)
