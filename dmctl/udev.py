@@ -29,9 +29,21 @@ UDEV_DEV_DIR = "/dev/"
 
 # libdm's compile-time node defaults (upstream configure: --with-device-uid=0,
 # --with-device-gid=0, --with-device-mode=0600).  Debian builds with gid 6 (disk), 0660.
+# Debian's dmsetup makes nodes 0660 root:disk (golden/udev-disabled-ls-dev-mapper.txt);
+# upstream's configure default is 0600 root:root.  dmctl follows the system it replaces.
 DEFAULT_UID = 0
-DEFAULT_GID = 0
-DEFAULT_MODE = 0o600
+
+
+def _disk_gid():
+    try:
+        import grp
+        return grp.getgrnam("disk").gr_gid
+    except (ImportError, KeyError):
+        return 0
+
+
+DEFAULT_GID = _disk_gid()
+DEFAULT_MODE = 0o660
 
 TIMEOUT_ENV = "DMCTL_UDEV_TIMEOUT"
 

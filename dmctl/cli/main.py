@@ -236,8 +236,9 @@ def process_switches(prog, argv, ctx):
             from dmctl.cli.cookies import parse_cookie
             cookie = parse_cookie(val)
             if cookie is None:
+                # dmsetup reports it and goes on without a cookie
                 ctx.err("Incorrect cookie value.")
-                return False, None, None
+                continue
             sw.set(key, cookie)
         elif key == "readahead":
             v = val.lower()

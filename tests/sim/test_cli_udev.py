@@ -193,9 +193,6 @@ def test_udevcomplete_incorrect_state(cli, own_cookies):
                    % (semid, c, c, c))
 
 
-@pytest.mark.xfail(reason="main.py fails the command line on a bad --udevcookie; "
-                   "dmsetup only prints the error and runs the command without a cookie",
-                   strict=False)
 def test_udevcookie_option_parsing(cli):
     # dmsetup 1.02.185: _udev_cookie = _get_cookie_value(optarg) -> 0, no failure
     assert cli("--udevcookie", "junk", "udevflags", "0x10000") == (
@@ -226,9 +223,7 @@ def test_udevcookies_lists_and_vvv_debug(cli, own_cookies):
     ("udevflags", "0"), ("udevflags", "x"), ("udevcomplete", "0x00600000"),
     ("udevcomplete", "4390912"), ("udevreleasecookie",), ("udevcreatecookie", "x"),
     ("udevcomplete_all", "-y", "zz"),
-    pytest.param(("--udevcookie", "0", "udevcookies"), marks=pytest.mark.xfail(
-        reason="main.py: a bad --udevcookie must not fail the command line",
-        strict=False)),
+    ("--udevcookie", "0", "udevcookies"),
 ])
 def test_subprocess_output_equals_dmsetup(tmp_path, args):
     """``python -m dmctl`` vs the real dmsetup (stdout, stderr apart from the usage

@@ -260,11 +260,11 @@ def test_debug_lines_at_vvv(env, monkeypatch, capsys):
         "Udev cookie 0x%x (semid %d) incremented to 2" % (c, s),
         "Udev cookie 0x%x (semid %d) assigned to CREATE task(0) with flags "
         "DISABLE_LIBRARY_FALLBACK         (0x20)" % (c, s),
-        "udevtest: Stacking NODE_ADD (254,0) 0:0 0600 [trust_udev]",
+        "udevtest: Stacking NODE_ADD (254,0) 0:%d 0660 [trust_udev]" % udev.DEFAULT_GID,
         "Udev cookie 0x%x (semid %d) decremented to 0" % (c, s),
         "Udev cookie 0x%x (semid %d) waiting for zero" % (c, s),
         "Udev cookie 0x%x (semid %d) destroyed" % (c, s),
-        "udevtest: Skipping NODE_ADD (254,0) 0:0 0600 [trust_udev]",
+        "udevtest: Skipping NODE_ADD (254,0) 0:%d 0660 [trust_udev]" % udev.DEFAULT_GID,
     ]
 
 
@@ -280,7 +280,10 @@ def node(ddir, name):
     return os.path.join(str(ddir), "mapper", name)
 
 
-def assert_blk(path, major, minor, mode=0o600, uid=0, gid=0):
+def assert_blk(path, major, minor, mode=0o660, uid=0, gid=None):
+    # Debian dmsetup's defaults (golden udev-disabled-ls-dev-mapper.txt: root disk 0660)
+    if gid is None:
+        gid = udev.DEFAULT_GID
     st = os.lstat(path)
     assert stat.S_ISBLK(st.st_mode), path
     assert st.st_rdev == os.makedev(major, minor)
