@@ -228,6 +228,19 @@ class _Window:
         return self.view[:n]
 
 
+def _alloc_limit():
+    """The largest malloc() Linux's default overcommit heuristic grants: RAM + swap."""
+    total = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(("MemTotal:", "SwapTotal:")):
+                    total += int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return total or (1 << 62)
+
+
 class _Replay:
     """All of replay-log's state (struct log plus main()'s locals)."""
 
@@ -290,7 +303,7 @@ class _Replay:
 
     def _pwrite_one(self, view, offset):
         try:
-            n = os.pwrite(self.replayfd, view, offset) if len(view) <= _MAX_RW else _MAX_RW
+            n = os.pwrite(self.replayfd, view, _off_t(offset)) if len(view) <= _MAX_RW else _MAX_RW
         except OSError as e:
             self.errno = e.errno
             n = -1
@@ -308,7 +321,7 @@ class _Replay:
             return
         views = [v for v, _ in pending]
         try:
-            n = os.pwritev(self.replayfd, views, self.pend_start)
+            n = os.pwritev(self.replayfd, views, _off_t(self.pend_start))
         except OSError:
             n = -1
         if n != self.pend_total:
@@ -335,7 +348,14 @@ class _Replay:
         s = self.sectorsize
         start = (sector * s) & _U64
         size = (nr_sectors * s) & _U64
+        quiet = not self.verbose or self.json
         while size:
+            if self.discard_not_supp and quiet and size > _DISCARD_CHUNK:
+                # Every whole 1 GiB chunk but the last is over max_zero_size and is
+                # skipped without a word: go straight to the last one.
+                k = (size - 1) // _DISCARD_CHUNK
+                size -= k * _DISCARD_CHUNK
+                start = (start + k * _DISCARD_CHUNK) & _U64
             length = min(size, _DISCARD_CHUNK)
             if not self.discard_not_supp:
                 self._discard_range(start, length)
@@ -365,7 +385,7 @@ class _Replay:
         while length:
             chunk = min(length, len(zeros))
             try:
-                n = os.pwrite(self.replayfd, zv[:chunk], start)
+                n = os.pwrite(self.replayfd, zv[:chunk], _off_t(start))
             except OSError as e:
                 self.errno = e.errno
                 n = -1
@@ -927,6 +947,13 @@ def _replay(rp, run_limit, stop_flags, end_mark, fsck_command, check_mode, check
                     _lseek_cur(rp, size, b"log")
                 else:
                     if size > _MAX_RW:
+                        # C mallocs the whole entry, then one read() returns at most
+                        # _MAX_RW bytes: either error, never a replay.
+                        if size > _alloc_limit():
+                            rp.err(b"Error allocating buffer %d entry %d\n" % (
+                                size, (rp.cur_entry - 1) & _U64))
+                            ret = -1
+                            break
                         data = b""
                     else:
                         data = window.read(rp.cur_pos, size)
