@@ -142,7 +142,13 @@ _dmctl() {
         load|reload)
             if [ "$nargs" = 0 ]; then COMPREPLY=($(compgen -W "$(_dmctl_devices)" -- "$cur"))
             else COMPREPLY=($(compgen -f -- "$cur")); fi ;;
-        rename|message|wait|setgeometry)
+        message)
+            if [ "$nargs" = 0 ]; then COMPREPLY=($(compgen -W "$(_dmctl_devices)" -- "$cur"))
+            elif [ "$nargs" = 1 ]; then COMPREPLY=($(compgen -W "0" -- "$cur"))
+            elif [ "$nargs" = 2 ]; then
+                COMPREPLY=($(compgen -W "@cancel_deferred_remove checkpoint take_metadata_snap drop_metadata_snap mark" -- "$cur"))
+            fi ;;
+        rename|wait|setgeometry)
             [ "$nargs" = 0 ] && COMPREPLY=($(compgen -W "$(_dmctl_devices)" -- "$cur"))
             [ "$cmd" = rename ] && [ "$nargs" = 1 ] && COMPREPLY=($(compgen -W "--setuuid" -- "$cur")) ;;
         target-version)

@@ -41,6 +41,14 @@ UUID_LEN = 129
 WORK_PER_COMMAND = 64
 
 
+def _huge_dev(dev):
+    """huge_encode_dev of a DevId's major:minor (0 when none)."""
+    if dev.major is None:
+        return 0
+    mi = dev.minor or 0
+    return (mi & 0xff) | (dev.major << 8) | ((mi & ~0xff) << 12)
+
+
 def _kernel_name(devno):
     if devno[0] == DM_MAJOR:
         return "dm-%d" % devno[1]
@@ -691,11 +699,17 @@ class SimMapper(Mapper):
         md = None
         if dev.uuid:
             if dev.name or dev.major is not None:
+                env.klog("device-mapper: ioctl: Invalid ioctl structure: uuid %s, name %s, dev %x"
+                         % (dev.uuid, dev.name or "", _huge_dev(dev)))
                 md = None
             else:
                 md = env.device_by_uuid(dev.uuid)
         elif dev.name:
-            md = env.device_by_name(dev.name)
+            if dev.major is not None:
+                env.klog("device-mapper: ioctl: Invalid ioctl structure: name %s, dev %x"
+                         % (dev.name, _huge_dev(dev)))
+            else:
+                md = env.device_by_name(dev.name)
         elif dev.major is not None:
             if dev.major == DM_MAJOR:
                 md = env.device_by_minor(dev.minor)
@@ -1119,6 +1133,9 @@ class SimMapper(Mapper):
         import time
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.01
+        # the kernel looks the device up once: a rename while waiting does not lose it
+        info = self.info(dev)
+        dev = DevId(major=info.major, minor=info.minor)
         while True:
             info, lines = self.status(dev, inactive=inactive, noflush=noflush)
             if info.event_nr != event_nr:

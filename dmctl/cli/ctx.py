@@ -103,8 +103,9 @@ class Ctx:
         dev = ""
         if maj:
             dev = "(%d:%d)" % (maj, mnr or 0)
+        # libdm prints dmi->name and dmi->uuid: the kernel's (mangled) strings
         self.err("device-mapper: %s ioctl on %s %s%s failed: %s" % (
-            op, self.display_name(name or ""), uuid or "", dev, e.strerror))
+            op, name or "", uuid or "", dev, e.strerror))
         if e.detail:
             for line in str(e.detail).splitlines():
                 self.err(line)

@@ -44,22 +44,22 @@ def test_a_killed_dmctl_leaves_the_previous_state_readable(sim_dir, backing):
     f = backing("d.img", 64 << 20)
     subprocess.run([sys.executable, "-m", "dmctl", "create", "lin", "--table",
                     "0 131072 linear %s 0" % f], env=env, cwd=ROOT, check=True)
-    script = "\n".join("write %d 8 pattern=%d" % (i * 8, i % 250 + 1) for i in range(16000))
+    script = "\n".join("write %d 8 pattern=%d" % (i * 8, i % 250 + 1) for i in range(2000))
     p = subprocess.Popen([sys.executable, "-c",
-                          "import sys\n"
+                          "import sys, time\n"
                           "from dmctl.backend.sim import SimMapper\n"
                           "from dmctl.sim import io\n"
                           "m = SimMapper()\n"
                           "m.create('half')\n"
                           "with m.batch():\n"
                           "    m.create('inside')\n"
+                          "    io.run_script(m, 'lin', sys.stdin.read().splitlines())\n"
                           "    sys.stdout.write('started\\n'); sys.stdout.flush()\n"
-                          "    io.run_script(m, 'lin', sys.stdin.read().splitlines())\n"],
+                          "    time.sleep(120)\n"],
                          env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     p.stdin.write(script.encode())
     p.stdin.close()
     assert p.stdout.readline() == b"started\n"
-    time.sleep(0.3)
     p.send_signal(signal.SIGKILL)
     p.wait()
     out = subprocess.run([sys.executable, "-m", "dmctl", "ls"], env=env, cwd=ROOT,

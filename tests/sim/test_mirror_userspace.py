@@ -162,15 +162,16 @@ def test_failed_ctr_destroys_the_server_log(mapper, loops, logd):
 
 def test_logd_command(mapper, loops):
     from click.testing import CliRunner
-    r = CliRunner().invoke(U.logd, ["status"])
+    from dmctl.cli.ext_logd import logd
+    r = CliRunner().invoke(logd, ["status"])
     assert r.output == "logd is not running\n"
-    assert CliRunner().invoke(U.logd, ["start"]).exit_code == 0
-    assert CliRunner().invoke(U.logd, ["start"]).output == "logd is already running\n"
+    assert CliRunner().invoke(logd, ["start"]).exit_code == 0
+    assert CliRunner().invoke(logd, ["start"]).output == "logd is already running\n"
     mk(mapper, "mu", "0 16384 mirror userspace 3 U5 clustered-core 1024 2 %s 0 %s 0" % (loops[4], loops[5]))
-    r = CliRunner().invoke(U.logd, ["status"])
+    r = CliRunner().invoke(logd, ["status"])
     assert r.output.startswith("U5/") and r.output.endswith(" clustered-core 16/16 RESUMED\n")
-    r = CliRunner().invoke(U.logd, ["stop"])
+    r = CliRunner().invoke(logd, ["stop"])
     assert r.exit_code == 1 and "1 log(s) still in use" in r.output
     mapper.remove("mu")
-    assert CliRunner().invoke(U.logd, ["stop"]).exit_code == 0
-    assert U.logd_state(mapper) is None
+    assert CliRunner().invoke(logd, ["stop"]).exit_code == 0
+    assert logd_state(mapper) is None

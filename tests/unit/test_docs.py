@@ -112,7 +112,8 @@ def test_completion_completes_device_names_in_bash(bash_env):
     assert _bash_complete(["dmctl", "remove", ""], 2, bash_env) == ["alpha", "beta", "gamma"]
     assert _bash_complete(["dmctl", "status", "b"], 2, bash_env) == ["beta"]
     assert _bash_complete(["dmctl", "-v", "info", "g"], 3, bash_env) == ["gamma"]
-    assert _bash_complete(["dmctl", "message", "alpha", ""], 3, bash_env) == []
+    assert _bash_complete(["dmctl", "message", "alpha", ""], 3, bash_env) == ["0"]
+    assert _bash_complete(["dmctl", "message", "alpha", "0", "check"], 4, bash_env) == ["checkpoint"]
 
 
 def test_completion_completes_commands_options_and_values(bash_env):
