@@ -174,4 +174,4 @@ def test_logd_command(mapper, loops):
     assert r.exit_code == 1 and "1 log(s) still in use" in r.output
     mapper.remove("mu")
     assert CliRunner().invoke(logd, ["stop"]).exit_code == 0
-    assert logd_state(mapper) is None
+    assert U.logd_state(mapper) is None
