@@ -12,9 +12,20 @@ ENTRY = ("import sys; sys.argv[0] = 'dmctl'; "
          "from dmctl.cli.main import entry; entry()")
 
 
+_PYCACHE = None
+
+
 def env(extra=None):
+    """The environment commands are timed in: bytecode caching on (as for an installed
+    package, whose .pyc files pip compiles), cached outside the checkout."""
+    global _PYCACHE
     e = dict(os.environ)
     e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
+    e.pop("PYTHONDONTWRITEBYTECODE", None)
+    if _PYCACHE is None:
+        import tempfile
+        _PYCACHE = tempfile.mkdtemp(prefix="dmctl-bench-pycache-")
+    e["PYTHONPYCACHEPREFIX"] = _PYCACHE
     if extra:
         e.update(extra)
     return e
