@@ -715,15 +715,41 @@ def _log_open(rp, logfile, replayfile):
         rp.err(b"Invalid sectorsize %d\n" % rp.sectorsize)
         raise _Exit(1)
     rp.window = _Window(rp.logfd)
+    try:
+        rp.log_size = os.lseek(rp.logfd, 0, os.SEEK_END)
+    except OSError:
+        rp.log_size = 0
 
 
 def _lseek_cur(rp, delta, what):
-    """lseek(fd, delta, SEEK_CUR) on our own position: fails only below 0."""
-    new = rp.cur_pos + _off_t(delta)
-    if new < 0:
+    """lseek(fd, delta, SEEK_CUR) from our own position, failing where the kernel would."""
+    _set_pos(rp, rp.cur_pos + _off_t(delta), b"Error seeking in %s" % what, -1)
+
+
+def _set_pos(rp, new, message, code):
+    """Move the log position to ``new`` as a successful lseek() would, or fail like it.
+
+    Inside the log no syscall is needed.  Past its end the kernel decides (a regular
+    file refuses offsets over its filesystem's maximum file size, a block device any
+    offset past its end), so ask it; below 0 or past 2**63 - 1 it is EINVAL.
+    """
+    if new > rp.log_size:
+        err = 0
+        if new < 0 or new >> 63:
+            err = 22
+        else:
+            try:
+                os.lseek(rp.logfd, new, os.SEEK_SET)
+            except OSError as e:
+                err = e.errno
+        if err:
+            rp.errno = err
+            rp.err(b"%s: %d\n" % (message, err))
+            raise _Exit(code)
+    elif new < 0:
         rp.errno = 22
-        rp.err(b"Error seeking in %s: 22\n" % what)
-        raise _Exit(-1)
+        rp.err(b"%s: 22\n" % message)
+        raise _Exit(code)
     rp.cur_pos = new
 
 
@@ -760,11 +786,7 @@ def _seek_entry(rp, entry_num):
             seek = (s - _C_ENTRY) & _U64
             if not flags & _DISCARD:
                 seek = (seek + nr_sectors * s) & _U64
-            new = rp.cur_pos + _C_ENTRY + _off_t(seek)
-            if new < 0:
-                rp.err(b"Error seeking in file: 22\n")
-                raise _Exit(1)
-            rp.cur_pos = new
+            _set_pos(rp, rp.cur_pos + _C_ENTRY + _off_t(seek), b"Error seeking in file", 1)
             rp.cur_entry += 1
     except _Exit as e:
         raise _Exit(1) from e
