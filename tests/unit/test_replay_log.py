@@ -386,3 +386,15 @@ def test_write_error_reported_at_the_entry_c_would_stop_at(tmp_path, monkeypatch
                           % (i, 2 + 2 * i, i) for i in range(3))
     with open(img, "rb") as f:
         assert f.read(3 * S) == b"A" * S + b"B" * S + bytes(S)
+
+
+def test_seek_errors_from_absurd_sizes(tmp_path):
+    raw = bytearray(lw.pack_log(ORACLE7))
+    raw[S + 8:S + 16] = (1 << 54).to_bytes(8, "little")   # size 2**63: a negative off_t
+    p = tmp_path / "l"
+    p.write_bytes(bytes(raw))
+    assert run(["--log", p, "--find", "--next-flush"]) == (255, "", "Error seeking in log: 22\n")
+    assert run(["--log", p, "--start-entry", "1"]) == (1, "", "Error seeking in file: 22\n")
+    img = image(tmp_path)
+    assert run(["--log", p, "--replay", img, "--start-sector", str(1 << 60)]) == (
+        1, "", "Error seeking in log: 22\n")
