@@ -697,7 +697,8 @@ def kernel_parse_load(p):
         if nul < 0:
             raise KernelError(EINVAL, _ioctl_log(
                 "populate_table: target parameters not NUL-terminated"))
-        min_size = nul + 1
+        # "Add 1 for NUL terminator": the next spec may not start inside this one
+        min_size = (params_off + nul) - spec + 1
         sector, length, _st, nxt, ttype = _SPEC.unpack_from(buf, spec)
         lines.append(TargetLine(sector, length, to_str(ttype.split(b"\0", 1)[0]),
                                 to_str(bytes(buf[params_off:params_off + nul]))))

@@ -551,6 +551,11 @@ def test_kernel_parse_load_errors():
         parse(load_request([], target_count=0))
     with pytest.raises(codec.KernelError, match=r"offset 300\) overlaps 'struct dm_ioctl'"):
         parse(load_request([(56, 0, 8, b"zero", b"")], data_start=300))
+    # next (relative to the spec) must reach past the previous spec's NUL: 40 + 10 + 1
+    with pytest.raises(codec.KernelError, match=r"offset 48\) overlaps previous target"):
+        parse(load_request([(48, 0, 8, b"zero", b"abcdefghij"), (56, 8, 8, b"zero", b"")]))
+    assert len(parse(load_request([(56, 0, 8, b"zero", b"abcdefghij"),
+                                   (56, 8, 8, b"zero", b"")]))) == 2
     with pytest.raises(codec.KernelError, match="not 8-byte aligned"):
         parse(load_request([(52, 0, 8, b"zero", b""), (56, 8, 8, b"zero", b"")],
                            data_start=312))
