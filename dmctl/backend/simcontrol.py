@@ -189,7 +189,14 @@ class SimControl:
             raise KernelError(errno.EINVAL, _log(
                 "Invalid new mapped device name or uuid string supplied."))
         if not p.name:
-            # dm_hash_rename looks the device up by param->name only
+            # dm_hash_rename: "is new free?" first, then the old device by param->name
+            # only (a uuid or dev in the request is not used)
+            new_s = to_str(new)
+            for e in self.mapper.list_devices(uuid=True):
+                if (e.uuid if change_uuid else e.name) == new_s:
+                    raise KernelError(errno.EBUSY, _log(
+                        "Unable to change %s on mapped device %s to one that already "
+                        "exists: %s" % ("uuid" if change_uuid else "name", "", new_s)))
             raise KernelError(errno.ENXIO, _log(
                 "Unable to rename non-existent device, %s to %s%s"
                 % ("", "uuid " if change_uuid else "", to_str(new))))

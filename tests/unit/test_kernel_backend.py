@@ -766,9 +766,13 @@ def test_kernel_side_framing_errors_reach_the_caller():
     with pytest.raises(DmError) as e:
         km.rename(DevId(uuid="U"), "b")               # rename looks up by name only
     assert e.value.errno == errno.ENXIO
+    km.create("b")
+    with pytest.raises(DmError) as e:
+        km.rename(DevId(uuid="U"), "b")               # "is new free?" comes first
+    assert e.value.errno == errno.EBUSY
     with pytest.raises(DmError) as e:
         km.message("a", 0, "   ")
-    assert e.value.errno == errno.ENXIO or "Empty message" in (e.value.detail or "")
+    assert e.value.errno == errno.EINVAL and "Empty message received." in e.value.detail
 
 
 def test_message_without_live_table_is_einval_like_linux_6_1():
