@@ -206,25 +206,38 @@ class _CStdout:
 
 
 class _Window:
-    """Positional reads of the log through one large window (fewer syscalls)."""
+    """Positional reads of the log through one large, reused buffer (few syscalls, no
+    fresh memory per read).  Refilling overwrites what earlier views showed, so
+    ``before_refill`` (the pending replay writes' flush) runs first, and callers copy
+    what they keep (the entry header)."""
 
-    __slots__ = ("fd", "base", "end", "buf", "view")
+    __slots__ = ("fd", "base", "end", "buf", "view", "before_refill")
 
-    def __init__(self, fd):
+    def __init__(self, fd, before_refill):
         self.fd = fd
         self.base = self.end = 0
-        self.buf = b""
+        self.buf = None
         self.view = memoryview(b"")
+        self.before_refill = before_refill
 
     def read(self, off, n):
         if self.base <= off and off + n <= self.end:
             return self.view[off - self.base:off - self.base + n]
         if n > _WINDOW:
             return memoryview(_lw.pread_full(self.fd, n, off))
-        self.buf = _lw.pread_full(self.fd, _WINDOW, off)
-        self.view = memoryview(self.buf)
+        self.before_refill()
+        if self.buf is None:
+            self.buf = bytearray(_WINDOW)
+        view = memoryview(self.buf)
+        got = 0
+        while got < _WINDOW:
+            k = os.preadv(self.fd, [view[got:]], off + got)
+            if k <= 0:
+                break
+            got += k
+        self.view = view[:got]
         self.base = off
-        self.end = off + len(self.buf)
+        self.end = off + got
         return self.view[:n]
 
 
@@ -255,7 +268,8 @@ class _Replay:
         self.ignore_discard = False
         self.discard_not_supp = False
         self.pending = []                 # coalesced data writes: (view, out_pos)
-        self.pend_start = self.pend_end = self.pend_total = 0
+        self.pend_start = self.pend_end = 0
+        self.pend_cap = -1
         self.replay_limit = None          # bytes: a block device's size
         self.json = False
         self.progress = None
@@ -285,21 +299,29 @@ class _Replay:
 
     # -- replay target writes ----------------------------------------------------
     def queue_write(self, view, offset, out_pos):
+        """Write ``view`` at ``offset``, possibly later as part of one pwritev().
+
+        A batch only grows at its end (so it never overlaps itself), up to IOV_MAX
+        pieces, ``_COALESCE_MAX`` bytes and, on a block device, the device's end
+        (``pend_cap``; -1 when nothing is pending).  The replay loop inlines the
+        "append to the batch" case.
+        """
         size = len(view)
-        if self.pending and (offset != self.pend_end or len(self.pending) >= _IOV_MAX
-                             or self.pend_total + size > _COALESCE_MAX):
-            self.flush_writes()
-        if self.replay_limit is not None and offset + size > self.replay_limit:
-            self.flush_writes()
+        if offset == self.pend_end and offset + size <= self.pend_cap and (
+                len(self.pending) < _IOV_MAX):
+            self.pending.append((view, out_pos))
+            self.pend_end = offset + size
+            return
+        self.flush_writes()
+        limit = self.replay_limit
+        if limit is not None and offset + size > limit:
             self._pwrite_one(view, offset)
             return
-        if not self.pending:
-            self.pend_start = offset
-            self.pend_end = offset
-            self.pend_total = 0
         self.pending.append((view, out_pos))
-        self.pend_end += size
-        self.pend_total += size
+        self.pend_start = offset
+        self.pend_end = offset + size
+        cap = offset + _COALESCE_MAX
+        self.pend_cap = cap if limit is None else min(cap, limit)
 
     def _pwrite_one(self, view, offset):
         try:
@@ -316,6 +338,7 @@ class _Replay:
         if not pending:
             return
         self.pending = []
+        self.pend_cap = -1
         if len(pending) == 1:
             self._flush_one(pending, 0)
             return
@@ -324,7 +347,7 @@ class _Replay:
             n = os.pwritev(self.replayfd, views, _off_t(self.pend_start))
         except OSError:
             n = -1
-        if n != self.pend_total:
+        if n != self.pend_end - self.pend_start:
             # Redo entry by entry (the same bytes to the same places) so that the error
             # is reported at the entry where the C tool would have stopped.
             for i in range(len(pending)):
@@ -714,7 +737,7 @@ def _log_open(rp, logfile, replayfile):
     if rp.sectorsize < _ENTRY.size + 1 and rp.nr_entries:
         rp.err(b"Invalid sectorsize %d\n" % rp.sectorsize)
         raise _Exit(1)
-    rp.window = _Window(rp.logfd)
+    rp.window = _Window(rp.logfd, rp.flush_writes)
     try:
         rp.log_size = os.lseek(rp.logfd, 0, os.SEEK_END)
     except OSError:
@@ -919,72 +942,99 @@ def _run_fsck(rp, command):
 
 
 def _replay(rp, run_limit, stop_flags, end_mark, fsck_command, check_mode, check_number):
-    """The replay loop of main() with log_replay_next_entry() inlined for speed."""
+    """The replay loop of main() with log_replay_next_entry() inlined for speed.
+
+    ``pos``/``entry`` mirror ``log->cur_pos``/``log->cur_entry``; they are stored back
+    into ``rp`` before anything that reads them there.
+    """
     s = rp.sectorsize
     nr_total = rp.nr_entries
     window = rp.window
+    read = window.read
+    wbase, wend, wview = window.base, window.end, window.view
     unpack = _ENTRY.unpack_from
     verbose = 0 if rp.json else rp.verbose
     json_mode = rp.json
+    track = verbose or json_mode          # stdout positions matter only if it is written
     printf = rp.printf
-    stdout = rp.stdout
+    tell = rp.stdout.tell
+    queue_write = rp.queue_write
     start_sector = rp.start_sector
     end_sector = rp.end_sector
+    log_size = rp.log_size
     progress = rp.progress
     flags_str = _lw.flags_to_str
     num_entries = 0
     ret = 0
+    pos = rp.cur_pos
+    entry = rp.cur_entry
     try:
-        while True:
+        while entry < nr_total:
             # ---- log_replay_next_entry(log, entry, 1)
-            if rp.cur_entry >= nr_total:
-                break
-            hpos = rp.cur_pos
-            hdr = window.read(hpos, s)
+            if wbase <= pos and pos + s <= wend:
+                hdr = wview[pos - wbase:pos - wbase + s]
+            else:
+                hdr = read(pos, s)
+                wbase, wend, wview = window.base, window.end, window.view
             if len(hdr) != s:
                 rp.err(b"Error reading entry: %d\n" % rp.errno)
                 ret = -1
                 break
             sector, nr_sectors, flags, data_len = unpack(hdr)
             if (not flags and not nr_sectors) or (flags != _MARK and hdr[32]):
-                rp.err(b"Malformed entry @%d\n" % (hpos // s))
+                rp.err(b"Malformed entry @%d\n" % (pos // s))
                 ret = -1
                 break
-            rp.cur_entry += 1
-            rp.cur_pos = hpos + s
+            if flags & _MARK or json_mode:
+                hdr = bytes(hdr)          # reading the data may refill the window
+            hpos = pos
+            entry += 1
+            pos += s
             size = (nr_sectors * s) & _U64
             skip = bool(nr_sectors) and (
                 (sector + nr_sectors) & _U64 <= start_sector or sector > end_sector)
             if verbose > 1 or (verbose and not skip):
                 printf(b"%s %d@%d: sector %d, size %d, flags 0x%x(%s)\n" % (
-                    b"skipping" if skip else b"replaying", _c_int(rp.cur_entry - 1),
-                    rp.cur_pos // s, sector, size, flags, flags_str(flags).encode()))
+                    b"skipping" if skip else b"replaying", _c_int(entry - 1),
+                    pos // s, sector, size, flags, flags_str(flags).encode()))
             elif json_mode:
-                _print_json(rp, _entry_dict(rp, hdr, hpos, rp.cur_entry - 1,
-                                            {"skipped": skip}))
+                _print_json(rp, _entry_dict(rp, hdr, hpos, entry - 1, {"skipped": skip}))
             if size:
                 if flags & _DISCARD:
                     rp.discard(sector, nr_sectors)
                 elif skip:
-                    _lseek_cur(rp, size, b"log")
+                    new = pos + _off_t(size)
+                    if new > log_size or new < 0:
+                        rp.cur_pos = pos
+                        _lseek_cur(rp, size, b"log")
+                    pos = new
                 else:
                     if size > _MAX_RW:
                         # C mallocs the whole entry, then one read() returns at most
                         # _MAX_RW bytes: either error, never a replay.
                         if size > _alloc_limit():
                             rp.err(b"Error allocating buffer %d entry %d\n" % (
-                                size, (rp.cur_entry - 1) & _U64))
+                                size, (entry - 1) & _U64))
                             ret = -1
                             break
                         data = b""
+                    elif wbase <= pos and pos + size <= wend:
+                        data = wview[pos - wbase:pos - wbase + size]
                     else:
-                        data = window.read(rp.cur_pos, size)
+                        data = read(pos, size)
+                        wbase, wend, wview = window.base, window.end, window.view
                     if len(data) != size:
                         rp.err(b"Error reading data: %d\n" % rp.errno)
                         ret = -1
                         break
-                    rp.cur_pos += size
-                    rp.queue_write(data, (sector * s) & _U64, stdout.tell())
+                    pos += size
+                    off = (sector * s) & _U64
+                    if off == rp.pend_end and off + size <= rp.pend_cap and (
+                            len(rp.pending) < _IOV_MAX):
+                        rp.pending.append((data, tell() if track else 0))
+                        rp.pend_end = off + size
+                    else:
+                        queue_write(data, off, tell() if track else 0)
             # ---- main()'s loop body
             num_entries += 1
             if fsck_command is not None:
@@ -997,19 +1047,21 @@ def _replay(rp, run_limit, stop_flags, end_mark, fsck_command, check_mode, check
                 else:
                     run = flags & _DISCARD
                 if run and _run_fsck(rp, fsck_command):
-                    rp.err(b"Fsck errored out on entry %d\n" % ((rp.cur_entry - 1) & _U64))
+                    rp.err(b"Fsck errored out on entry %d\n" % ((entry - 1) & _U64))
                     ret = -1
                     break
             if (run_limit and num_entries == run_limit) or (
                     flags & stop_flags and _should_stop(hdr, flags, stop_flags, end_mark)):
                 break
             if progress is not None and not num_entries & 1023:
-                progress.tick(num_entries, rp.cur_pos)
+                progress.tick(num_entries, pos)
         rp.flush_writes()
     except _Exit as e:
         if e.code != -1:
             raise
         ret = -1
+    rp.cur_pos = pos
+    rp.cur_entry = entry
     return ret
 
 
