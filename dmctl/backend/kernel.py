@@ -107,11 +107,15 @@ class KernelMapper(base.Mapper):
     def _check_version(self):
         """libdm's dm_check_version(): one DM_VERSION before anything else."""
         if self._kernel_version is None:
-            buf = codec.encode_request(abi.DM_VERSION_CMD, codec.request_length(min_size=self.min_buffer),
-                                       flags=abi.DM_EXISTS_FLAG)
-            self._raw(abi.DM_VERSION_CMD, buf, "version", base.DevId())
-            self._kernel_version = tuple(abi.VERSION3.unpack_from(buf, 0))
+            self._kernel_version = self._dm_version()
         return self._kernel_version
+
+    def _dm_version(self):
+        buf = codec.encode_request(abi.DM_VERSION_CMD,
+                                   codec.request_length(min_size=self.min_buffer),
+                                   flags=abi.DM_EXISTS_FLAG)
+        self._raw(abi.DM_VERSION_CMD, buf, "version", base.DevId())
+        return tuple(abi.VERSION3.unpack_from(buf, 0))
 
     @property
     def kernel_version(self):
@@ -191,10 +195,7 @@ class KernelMapper(base.Mapper):
         # later calls issue their own (dmsetup version: check + command = two ioctls).
         if self._kernel_version is None:
             return self._check_version()
-        buf = codec.encode_request(abi.DM_VERSION_CMD, codec.request_length(min_size=self.min_buffer),
-                                   flags=abi.DM_EXISTS_FLAG)
-        self._raw(abi.DM_VERSION_CMD, buf, "version", base.DevId())
-        return tuple(abi.VERSION3.unpack_from(buf, 0))
+        return self._dm_version()
 
     def list_devices(self, uuid=False):
         buf, _ = self._run(abi.DM_LIST_DEVICES_CMD, flags=abi.DM_UUID_FLAG if uuid else 0)
