@@ -174,8 +174,9 @@ class Mapper:
         """DM_TABLE_LOAD of [TargetLine] into the inactive slot -> DeviceInfo."""
         raise NotImplementedError
 
-    def resume(self, dev, noflush=False, nolockfs=False, cookie=0):
-        """DM_DEV_SUSPEND without DM_SUSPEND_FLAG -> DeviceInfo."""
+    def resume(self, dev, noflush=False, nolockfs=False, cookie=0, readonly=False):
+        """DM_DEV_SUSPEND without DM_SUSPEND_FLAG -> DeviceInfo.  ``readonly``: dmsetup
+        -r sets DM_READONLY_FLAG on the resume request too (the kernel ignores it)."""
         raise NotImplementedError
 
     def suspend(self, dev, noflush=False, nolockfs=False):

@@ -891,7 +891,7 @@ class SimMapper(Mapper):
             return self._status(md)
         return self._txn(fn)
 
-    def resume(self, dev, noflush=False, nolockfs=False, cookie=0):
+    def resume(self, dev, noflush=False, nolockfs=False, cookie=0, readonly=False):
         def fn(env):
             md = self._find(env, dev, "resume")
             new = md.get_inactive()
@@ -935,7 +935,8 @@ class SimMapper(Mapper):
                 for t in lt.targets:
                     t.resume()
                 md.suspended = False
-                flags |= base.DM_UEVENT_GENERATED_FLAG if cookie else 0
+                # dm_resume sends a KOBJ_CHANGE uevent (dm_kobject_uevent)
+                flags |= base.DM_UEVENT_GENERATED_FLAG
             if old is not None:
                 env.destroy_table(md, old)
             return self._status(md, flags)

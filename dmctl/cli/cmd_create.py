@@ -191,7 +191,8 @@ def _create_and_load(ctx, dmt, lines, read_only, cookie, flags):
         if dev is not None:
             try:
                 rinfo = m.resume(dev, noflush=bool(sw["noflush"]),
-                                 nolockfs=bool(sw["nolockfs"]), cookie=cookie)
+                                 nolockfs=bool(sw["nolockfs"]), cookie=cookie,
+                                    readonly=bool(sw["readonly"]))
             except DmError as e:
                 lc.task_fail(ctx, e, "resume", rt)
                 nodes.sync_complete(ctx, cookie)

@@ -207,7 +207,8 @@ def simple(ctx, op, name_arg, event_nr=0, display=True, entry=None):
                                      nolockfs=bool(sw["nolockfs"]))
                 elif op == "resume":
                     info = m.resume(dev, noflush=bool(sw["noflush"]),
-                                    nolockfs=bool(sw["nolockfs"]), cookie=cookie)
+                                    nolockfs=bool(sw["nolockfs"]), cookie=cookie,
+                                    readonly=bool(sw["readonly"]))
                 elif op == "clear":
                     info = m.clear(dev)
                 elif op == "remove":

@@ -36,6 +36,13 @@ def display_info_long(ctx, info, name=None):
     ra = m.read_ahead(info)
     if ra is not None:
         out.append("Read Ahead:        %d\n" % ra)
+    else:
+        # libdm's fallback (BLKRAGET on the node) failed: it logs why
+        why = getattr(m, "read_ahead_error", None)
+        if why:
+            ctx.out("".join(out))
+            out = []
+            ctx.err(why)
     if not info.live_table and not info.inactive_table:
         out.append("Tables present:    None\n")
     else:

@@ -40,7 +40,7 @@ class Fake(Mapper):
         self._maybe_fail("reload")
         return self._info()
 
-    def resume(self, dev, noflush=False, nolockfs=False, cookie=0):
+    def resume(self, dev, noflush=False, nolockfs=False, cookie=0, readonly=False):
         self.calls.append(("resume", dev, noflush, nolockfs))
         self._maybe_fail("resume")
         return self._info()
