@@ -724,9 +724,10 @@ def main(args):
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
     try:
-        qemu = os.environ.get("DMCTL_VM_QEMU") or shutil.which("qemu-system-x86_64")
+        qemu = shutil.which(os.environ.get("DMCTL_VM_QEMU") or "qemu-system-x86_64")
         if not qemu:
-            raise VmError("qemu-system-x86_64 not found (run scripts/vm-setup)")
+            raise VmError("%s not found (run scripts/vm-setup)"
+                          % (os.environ.get("DMCTL_VM_QEMU") or "qemu-system-x86_64"))
         cache = cache_dir()
         k = ensure_kernel(cache, pick_kver(cache))
         initrd = ensure_initramfs(k, os.environ.get("DMCTL_VM_EXTRA_MODULES", "").split())
@@ -770,6 +771,9 @@ def main(args):
             % (rc, time.monotonic() - t0, attempt, "s" if attempt > 1 else ""))
         return rc
     except VmError as e:
+        log("ERROR: %s" % e)
+        return RC_VM_FAILED
+    except OSError as e:
         log("ERROR: %s" % e)
         return RC_VM_FAILED
     except _Terminated as e:
