@@ -62,23 +62,37 @@ class WriteCache:
     file must cost memory per dirty block, not per block of the file.
     """
 
-    __slots__ = ("index", "jpath", "jfd", "changed")
+    __slots__ = ("_index", "_raw", "jpath", "jfd", "changed")
 
     def __init__(self, jpath, state=None):
         self.jpath = jpath
         self.jfd = None
         self.changed = False
-        self.index = {}
-        if state:
+        self._index = None if state else {}
+        self._raw = state           # parsed on first use: reads never need it
+
+    @property
+    def index(self):
+        idx = self._index
+        if idx is None:
             a = array("q")
-            a.frombytes(state)
-            self.index = dict(zip(a[0::2], a[1::2]))
+            a.frombytes(self._raw)
+            idx = self._index = dict(zip(a[0::2], a[1::2]))
+            self._raw = None
+        return idx
+
+    @index.setter
+    def index(self, value):
+        self._index = value
+        self._raw = None
 
     def state(self):
-        if not self.index:
+        if self._index is None:
+            return self._raw
+        if not self._index:
             return None
         from itertools import chain
-        return array("q", chain.from_iterable(self.index.items())).tobytes()
+        return array("q", chain.from_iterable(self._index.items())).tobytes()
 
     def _jfd(self):
         if self.jfd is None:
@@ -289,7 +303,8 @@ class BackingFile:
                 _punch_hole(fd, off, length)
                 if flags & B.FUA:
                     self.cache.made_durable(fd, off, length, bytes(length))
-            self.env.note_cache(self)
+            if op != B.READ:
+                self.env.note_cache(self)
         self._complete(bio, 0)
 
     def _flush(self):
