@@ -6,8 +6,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GOLDEN = os.path.join(ROOT, "tests", "golden")
+from testlib import GOLDEN, ROOT, golden  # noqa: F401
 
 
 @pytest.fixture
@@ -60,12 +59,3 @@ def dmctl(sim_dir):
                            text=not binary)
         return Result(p.returncode, p.stdout, p.stderr)
     return run
-
-
-def golden(name):
-    """Contents of a golden capture, or None when it does not exist."""
-    p = os.path.join(GOLDEN, name)
-    if not os.path.exists(p):
-        return None
-    with open(p) as f:
-        return f.read()

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT
+from testlib import ROOT
 
 
 def _env(sim_dir):

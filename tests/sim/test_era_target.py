@@ -234,7 +234,7 @@ def test_crash_never_loses_a_completed_write(mapper, era, crash_after):
 def test_status_lines_match_the_kernels_for_the_golden_history(mapper, era):
     """The era section of the golden captures (INDEX-era.tsv), replayed: the used
     metadata block counts, eras and the snapshot block equal the real kernel's."""
-    from conftest import golden
+    from testlib import golden
 
     def g(name):
         return golden(name).split(" era ", 1)[1].strip()

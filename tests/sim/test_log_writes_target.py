@@ -5,7 +5,7 @@ import errno
 
 import pytest
 
-from conftest import golden
+from testlib import golden
 from dmctl.backend.base import TargetLine as L
 from dmctl.errors import DmError
 from dmctl.formats.log_writes import LogReader
