@@ -28,7 +28,9 @@ every time instead of at most once per HZ/4.
 """
 
 import errno
+import os
 import pickle
+import sqlite3
 import struct
 
 from dmctl.formats import mirror_log as F
@@ -88,18 +90,113 @@ def _next_meta(store, key, start):
     return v
 
 
+# -- where the server lives ------------------------------------------------------------------
+
+LOGD_DB = "logd.db"
+_CONNS = {}
+
+
+def logd_dir(store):
+    """The directory holding the server's state: ``$DMCTL_LOGD_DIR``, or the sim dir."""
+    return os.environ.get("DMCTL_LOGD_DIR") or store.dir
+
+
+def _same_dir(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+class _Home:
+    """The server's state: in the simulator's own store (one host, the default), or in
+    ``$DMCTL_LOGD_DIR/logd.db`` shared by several sim dirs (one cluster).  The shared
+    database is locked for the length of one request (BEGIN IMMEDIATE ... COMMIT), so
+    hosts in other processes see the requests in one agreed order, as a CPG would."""
+
+    def __init__(self, store):
+        d = logd_dir(store)
+        self.node_key = os.path.realpath(store.dir)
+        if _same_dir(d, store.dir):
+            self.store, self.db = store, None
+            return
+        self.store = None
+        path = os.path.realpath(os.path.join(d, LOGD_DB))
+        db = _CONNS.get(path)
+        if db is None:
+            os.makedirs(d, exist_ok=True)
+            db = sqlite3.connect(path, timeout=60.0, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=60000")
+            db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value)")
+            _CONNS[path] = db
+        self.db = db
+
+    @property
+    def shared(self):
+        return self.db is not None
+
+    def get(self):
+        if self.db is None:
+            return self.store.get_meta(META_KEY)
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (META_KEY,)).fetchone()
+        return None if row is None else row[0]
+
+    def put(self, blob):
+        if self.db is None:
+            if blob is None:
+                self.store.db.execute("DELETE FROM meta WHERE key=?", (META_KEY,))
+            else:
+                self.store.set_meta(META_KEY, blob)
+        elif blob is None:
+            self.db.execute("DELETE FROM meta WHERE key=?", (META_KEY,))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)", (META_KEY, blob))
+
+    def locked(self, fn):
+        """fn() with the shared database locked (the simulator's own store is already
+        inside the command's transaction)."""
+        if self.db is None or self.db.in_transaction:
+            return fn()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            r = fn()
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return r
+
+
+def _load_server(blob):
+    srv = pickle.loads(blob)
+    if not hasattr(srv, "nodes"):            # state saved before nodes existed
+        srv.nodes = {}
+        logs = {}
+        for key, lc in srv.logs.items():
+            lc.node = getattr(lc, "node", MY_NODE)
+            logs[(lc.node,) + tuple(key[-2:])] = lc
+        srv.logs = logs
+    return srv
+
+
 # -- the connector ------------------------------------------------------------------------
 
 def connector_send(env, msg):
     """cn_netlink_send to the dm-log-userspace group: the reply message, or a negative
-    errno (-ESRCH when nobody listens)."""
-    blob = env.store.get_meta(META_KEY)
-    if blob is None:
-        return -errno.ESRCH
-    server = pickle.loads(blob)
-    reply = server.handle(env, msg)
-    env.store.set_meta(META_KEY, pickle.dumps(server, protocol=4))
-    return reply
+    errno (-ESRCH when nobody listens).  The request carries the originating host
+    (cmirrord's ``originator``): node 1 when the server is the sim dir's own, else the
+    node the shared server numbered this sim dir."""
+    home = _Home(env.store)
+
+    def fn():
+        blob = home.get()
+        if blob is None:
+            return -errno.ESRCH
+        server = _load_server(blob)
+        node = server.node_id(home.node_key) if home.shared else MY_NODE
+        reply = server.handle(env, msg, node)
+        home.put(pickle.dumps(server, protocol=4))
+        return reply
+    return home.locked(fn)
 
 
 def dm_consult_userspace(log, request_type, data=b"", rdata_size=0):
@@ -312,11 +409,21 @@ DEFAULTSYNC, NOSYNC, FORCESYNC = 0, 1, 2
 LOG_RESUMED, LOG_SUSPENDED = 1, 2
 
 
+# requests cmirrord multicasts to the log's CPG: every member applies them to its copy
+MULTICAST = frozenset((DM_ULOG_IS_CLEAN, DM_ULOG_FLUSH, DM_ULOG_MARK_REGION,
+                       DM_ULOG_GET_RESYNC_WORK, DM_ULOG_SET_REGION_SYNC, DM_ULOG_STATUS_INFO,
+                       DM_ULOG_IS_REMOTE_RECOVERING))
+
+
 class ClusteredLog:
+    """One node's ``struct log_c``: the log of one table instance (uuid + luid) on one
+    node, with that node's copy of the cluster's state."""
+
     def __init__(self, uuid, luid, disk, devarg, devno, region_size, region_count, sync,
-                 block_on_error):
+                 block_on_error, node=MY_NODE):
         self.uuid = uuid
         self.luid = luid
+        self.node = node
         self.disk = disk
         self.devarg = devarg
         self.devno = devno
@@ -351,37 +458,62 @@ class LogServer:
     """The simulated cmirrord: ``handle(env, message) -> reply message``."""
 
     def __init__(self):
-        self.logs = {}
+        self.logs = {}            # (node, uuid, luid) -> ClusteredLog
+        self.nodes = {}           # a host's sim dir -> its node id (1, 2, ... as they come)
         self.log_lines = []
+
+    def node_id(self, key):
+        n = self.nodes.get(key)
+        if n is None:
+            n = self.nodes[key] = max(self.nodes.values(), default=0) + 1
+        return n
 
     def _say(self, line):
         self.log_lines.append(line)
         del self.log_lines[:-200]
 
-    def _find(self, req):
-        for (uuid, luid), lc in self.logs.items():
-            if uuid == req["uuid"] and (req["luid"] == 0 or luid == req["luid"]):
+    def _find(self, req, node=MY_NODE):
+        for (n, uuid, luid), lc in self.logs.items():
+            if n == node and uuid == req["uuid"] and (req["luid"] == 0 or luid == req["luid"]):
                 return lc
         return None
 
-    def handle(self, env, msg):
+    def members(self, lc):
+        """The log's CPG: every resumed log with its uuid, the server (lowest node id)
+        first.  A log that is not resumed has only its own copy."""
+        if lc.state != LOG_RESUMED:
+            return [lc]
+        return sorted((m for m in self.logs.values()
+                       if m.uuid == lc.uuid and m.state == LOG_RESUMED),
+                      key=lambda m: (m.node, m.luid))
+
+    def handle(self, env, msg, node=MY_NODE):
+        """One request from ``node``'s kernel (cmirrord's originator)."""
         cn, req, data = unpack_request(msg)
         rtype = req["request_type"]
         if rtype == DM_ULOG_CLEAR_REGION:
-            lc = self._find(req)
+            lc = self._find(req, node)
             if lc is not None:
-                self._clear(lc, data)
+                for m in self.members(lc):
+                    self._clear(m, data, node)
             # kernel_ack(seq, 0): a zero-length message carrying the seq
             return CN_MSG.pack(CN_IDX_DM, CN_VAL_DM_USERSPACE_LOG, cn[2], 0, 0, 0)
         error, out = 0, b""
         try:
             if rtype == DM_ULOG_CTR:
-                out = self._ctr(env, req, data)
+                out = self._ctr(env, req, data, node)
             else:
-                lc = self._find(req)
+                lc = self._find(req, node)
                 if lc is None:
                     raise _Err(errno.EINVAL)
-                out = self._dispatch(env, lc, req, rtype, data)
+                if rtype in MULTICAST:
+                    # every member applies it; the server's copy answers
+                    out = None
+                    for m in self.members(lc):
+                        r = self._dispatch(env, m, req, rtype, data, node, lc)
+                        out = r if out is None else out
+                else:
+                    out = self._dispatch(env, lc, req, rtype, data, node, lc)
         except _Err as e:
             error = -e.errno
             out = b""
@@ -390,7 +522,7 @@ class LogServer:
         return CN_MSG.pack(CN_IDX_DM, CN_VAL_DM_USERSPACE_LOG, cn[2], 0, len(rep), 0) + rep
 
     # -- requests ------------------------------------------------------------------------------
-    def _ctr(self, env, req, data):
+    def _ctr(self, env, req, data, node=MY_NODE):
         argv = data.split(b"\0", 1)[0].decode().split(" ")
         if len(argv) < 2:
             raise _Err(errno.EINVAL)
@@ -428,7 +560,7 @@ class LogServer:
             else:
                 self._say("Invalid argument: %s" % w)
                 raise _Err(errno.EINVAL)
-        key = (req["uuid"], req["luid"])
+        key = (node, req["uuid"], req["luid"])
         if key in self.logs:
             self._say("[%s/%d] Log already exists, unable to create." % (req["uuid"][-8:], req["luid"]))
             raise _Err(errno.EINVAL)
@@ -440,19 +572,26 @@ class LogServer:
                 raise _Err(e.errno)
         region_count = -(-dev_size // region_size)
         self.logs[key] = ClusteredLog(req["uuid"], req["luid"], disk, devarg, devno,
-                                      region_size, region_count, sync, boe)
+                                      region_size, region_count, sync, boe, node)
         if disk and req["version"] > 1:
             return devarg.encode() + b"\0"
         return b""
 
-    def _dispatch(self, env, lc, req, rtype, data):
+    def _dispatch(self, env, lc, req, rtype, data, node=MY_NODE, orig=None):
+        """``rtype`` applied to ``lc`` (one member's copy) for a request of ``node``
+        whose own log is ``orig``."""
+        orig = orig or lc
         if rtype == DM_ULOG_DTR:
-            del self.logs[(lc.uuid, lc.luid)]
+            del self.logs[(lc.node, lc.uuid, lc.luid)]
             return b""
         if rtype == DM_ULOG_PRESUSPEND:
             lc.recovery_halted = 1
             return b""
         if rtype == DM_ULOG_POSTSUSPEND:
+            # the node leaves the CPG: the others forget a region it was recovering
+            for m in self.members(lc):
+                if m is not lc and m.recoverer == node and m.recovering_region != -1:
+                    m.recovering_region = -1
             lc.state = LOG_SUSPENDED
             lc.recovering_region = -1
             lc.recovery_request_list = []
@@ -478,8 +617,9 @@ class LogServer:
                 lc.recovery_request_list.append(region)
             return struct.pack("=qQ", int(not insync), lc.sync_search - 1 if lc.sync_search else 0)
         if rtype == DM_ULOG_FLUSH:
-            if lc.touched and lc.disk:
-                self._write_disk(env, lc)
+            # only the server writes the disk log (through the originator's device)
+            if lc.touched and lc.disk and lc is self.members(lc)[0]:
+                self._write_disk(env, lc, orig.devno)
             lc.touched = 0
             return b""
         if rtype == DM_ULOG_MARK_REGION:
@@ -487,11 +627,11 @@ class LogServer:
                 if not any(r == region for _, r in lc.mark_list):
                     F.clear_bit(lc.clean_bits, region)
                     lc.touched = 1
-                if (MY_NODE, region) not in lc.mark_list:
-                    lc.mark_list.append((MY_NODE, region))
+                if (node, region) not in lc.mark_list:
+                    lc.mark_list.append((node, region))
             return b""
         if rtype == DM_ULOG_GET_RESYNC_WORK:
-            return self._resync_work(lc)
+            return self._resync_work(lc, node)
         if rtype == DM_ULOG_SET_REGION_SYNC:
             region, in_sync = struct.unpack("=Qq", data[:16])
             lc.recovering_region = -1
@@ -522,40 +662,61 @@ class LogServer:
             return ("clustered-core %u %s%s " % (lc.region_size, sync, boe)).encode()
         raise _Err(errno.EINVAL)
 
-    def _clear(self, lc, data):
+    def _clear(self, lc, data, node=MY_NODE):
+        """A region is clean again only when no node still has it marked."""
         for (region,) in struct.iter_unpack("=Q", data):
-            if (MY_NODE, region) in lc.mark_list:
-                lc.mark_list.remove((MY_NODE, region))
+            if (node, region) in lc.mark_list:
+                lc.mark_list.remove((node, region))
             if any(r == region for _, r in lc.mark_list):
                 continue
             if F.test_bit(lc.sync_bits, region):
                 F.set_bit(lc.clean_bits, region)
                 lc.touched = 1
 
-    def _resync_work(self, lc):
+    def _resync_work(self, lc, node=MY_NODE):
         if lc.sync_search >= lc.region_count:
             return struct.pack("=qQ", 0, 0)
         if lc.recovering_region != -1:
-            if lc.recoverer == MY_NODE:
+            if lc.recoverer == node:
                 return struct.pack("=qQ", 1, lc.recovering_region)
             return struct.pack("=qQ", 0, 0)
         while lc.recovery_request_list:
             region = lc.recovery_request_list.pop(0)
             if not F.test_bit(lc.sync_bits, region):
                 lc.recovering_region = region
-                lc.recoverer = MY_NODE
+                lc.recoverer = node
                 return struct.pack("=qQ", 1, region)
         region = F.find_next_zero_bit(lc.sync_bits, lc.region_count, lc.sync_search)
         lc.sync_search = region + 1
         if region >= lc.region_count:
             return struct.pack("=qQ", 0, 0)
         lc.recovering_region = region
-        lc.recoverer = MY_NODE
+        lc.recoverer = node
         return struct.pack("=qQ", 1, region)
 
     def _resume(self, env, lc):
         lc.recovery_halted = 0
         if lc.state == LOG_RESUMED:
+            return
+        others = [m for m in self.logs.values()
+                  if m is not lc and m.uuid == lc.uuid and m.state == LOG_RESUMED]
+        if others:
+            # joining a running CPG: the state comes from a member's checkpoint (sync
+            # and clean bits, the recovering region) -- and here the mark list too, so
+            # that every copy stays the same
+            src = min(others, key=lambda m: (m.node, m.luid))
+            if src.region_count != lc.region_count:
+                self._say("Error:: partial bit loading (just %d of %d bits)"
+                          % (src.region_count, lc.region_count))
+                raise _Err(errno.EINVAL)
+            lc.sync_bits = bytearray(src.sync_bits)
+            lc.clean_bits = bytearray(src.clean_bits)
+            lc.recovering_region, lc.recoverer = src.recovering_region, src.recoverer
+            lc.sync_search = src.sync_search
+            lc.mark_list = list(src.mark_list)
+            lc.count_sync()
+            lc.in_sync = int(src.in_sync or lc.sync_count == lc.region_count)
+            lc.state = LOG_RESUMED
             return
         disk_nr_regions = 0
         if lc.disk:
@@ -592,14 +753,14 @@ class LogServer:
         if lc.disk:
             self._write_disk(env, lc)
 
-    def _write_disk(self, env, lc):
+    def _write_disk(self, env, lc, devno=None):
         # cmirrord's disk_size: (ceil(region_count / page) + 1) pages; header at 0,
         # ceil(region_count / 8) bytes of clean bits at 1024, the rest zero
         data = bytearray(_disk_size(lc.region_count))
         data[0:16] = F.pack_header(lc.region_count)
         nb = -(-lc.region_count // 8)
         data[F.BITS_OFFSET:F.BITS_OFFSET + nb] = lc.clean_bits[:nb]
-        err = _io(env, lc.devno, B.WRITE, len(data) >> 9, bytes(data))
+        err = _io(env, devno or lc.devno, B.WRITE, len(data) >> 9, bytes(data))
         if err:
             lc.disk_failed = 1
 
@@ -633,40 +794,71 @@ def _io(env, devno, op, nr, data):
 
 # -- starting and stopping the server (``dmctl logd``) -----------------------------------------
 
+def _with_home(mapper, fn):
+    """fn(home, node) inside one simulator step, with the server's home locked."""
+    def step(env):
+        home = _Home(env.store)
+        return home.locked(lambda: fn(home))
+    return mapper.run(step)
+
+
 def logd_start(mapper):
-    """Start the log server (no-op when it runs)."""
-    def fn(env):
-        if env.store.get_meta(META_KEY) is None:
-            env.store.set_meta(META_KEY, pickle.dumps(LogServer(), protocol=4))
+    """Start the log server (no-op when it runs).  With ``$DMCTL_LOGD_DIR`` set, the
+    server in that directory, shared by every sim dir that sets it."""
+    def fn(home):
+        if home.get() is None:
+            home.put(pickle.dumps(LogServer(), protocol=4))
             return True
         return False
-    return mapper.run(fn)
+    return _with_home(mapper, fn)
 
 
 def logd_stop(mapper, force=False):
     """Stop it; like cmirrord's SIGINT it refuses while logs exist (unless forced).
-    Returns the number of logs it still had."""
-    def fn(env):
-        blob = env.store.get_meta(META_KEY)
+    Returns the number of logs it still had (on every node)."""
+    def fn(home):
+        blob = home.get()
         if blob is None:
             return 0
-        n = len(pickle.loads(blob).logs)
+        n = len(_load_server(blob).logs)
         if n and not force:
             return n
-        env.store.db.execute("DELETE FROM meta WHERE key=?", (META_KEY,))
+        home.put(None)
         return n
-    return mapper.run(fn)
+    return _with_home(mapper, fn)
 
 
 def logd_state(mapper):
     """None when not running, else [(uuid, luid, type, sync_count, region_count, state)]
-    (what cmirrord dumps on SIGUSR1)."""
-    def fn(env):
-        blob = env.store.get_meta(META_KEY)
+    (what cmirrord dumps on SIGUSR1), every node's logs."""
+    logs = logd_logs(mapper)
+    if logs is None:
+        return None
+    return [(l["uuid"], l["luid"], l["type"], l["sync_count"], l["region_count"], l["state"])
+            for l in logs]
+
+
+def logd_logs(mapper):
+    """None when not running, else one dict per log: node, uuid, luid, type,
+    sync_count, region_count, state, ``clean`` (the set of clean regions of that
+    node's copy), ``marks`` (sorted (node, region) pairs), ``server`` (whether that
+    copy answers for its CPG), ``this_node`` (the log is this sim dir's)."""
+    def fn(home):
+        blob = home.get()
         if blob is None:
             return None
-        srv = pickle.loads(blob)
-        return [(lc.uuid, lc.luid, lc.type_name, lc.sync_count, lc.region_count,
-                 "RESUMED" if lc.state == LOG_RESUMED else "SUSPENDED")
-                for lc in srv.logs.values()]
-    return mapper.run(fn)
+        srv = _load_server(blob)
+        me = srv.nodes.get(home.node_key) if home.shared else MY_NODE
+        out = []
+        for lc in srv.logs.values():
+            out.append({"node": lc.node, "uuid": lc.uuid, "luid": lc.luid,
+                        "type": lc.type_name, "sync_count": lc.sync_count,
+                        "region_count": lc.region_count,
+                        "state": "RESUMED" if lc.state == LOG_RESUMED else "SUSPENDED",
+                        "clean": {i for i in range(lc.region_count)
+                                  if F.test_bit(lc.clean_bits, i)},
+                        "marks": sorted(lc.mark_list),
+                        "server": srv.members(lc)[0] is lc,
+                        "this_node": lc.node == me})
+        return out
+    return _with_home(mapper, fn)
