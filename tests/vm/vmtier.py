@@ -187,6 +187,9 @@ mkdir -p $R/run/lock $R__GUEST_CTL__
 mount --bind /ctl $R__GUEST_CTL__ || fail "cannot bind the control share"
 while read -r tag path; do
     [ -n "$tag" ] || continue
+    # a checkout under a directory the guest replaced with tmpfs (/tmp, /var/tmp...)
+    # needs its mount point made there first
+    [ -d "$R$path" ] || mkdir -p "$R$path"
     mount -t 9p -o "$o9,cache=mmap" "$tag" "$R$path" || fail "cannot mount $tag at $path"
 done < /ctl/mounts
 for t in /dev/ttyS1 /dev/ttyS2; do stty -F $t raw -echo || fail "stty $t"; done
