@@ -1,0 +1,278 @@
+"""The userspace dirty log's identity and clustering: a log is its uuid plus the luid
+of one table instance (live and inactive tables of one mirror are two logs), and one
+log server (``DMCTL_LOGD_DIR``) serves several simulated hosts as cmirrord's cluster
+does: a region two nodes marked is clean only when both have cleared it."""
+
+import os
+import struct
+
+import pytest
+from click.testing import CliRunner
+
+from dmctl.backend.base import TargetLine as L
+from dmctl.backend.sim import SimMapper
+from dmctl.cli.ext_logd import logd as logd_cli
+from dmctl.formats import mirror_log as F
+from dmctl.sim import io as sio
+from dmctl.targets.dirty_log import userspace as U
+from test_mirror_helpers import make_loops, mk, status_line, target
+
+CORE = "userspace 3 %s clustered-core 1024 2 %s 0 %s 0"
+DISK = "userspace 4 %s clustered-disk 7:6 1024 2 %s 0 %s 0"
+
+
+@pytest.fixture
+def loops(mapper, tmp_path):
+    return make_loops(mapper, tmp_path)
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Every request the kernel side sends: (request_type, luid from the request bytes,
+    node-independent payload)."""
+    out = []
+    orig = U.connector_send
+
+    def spy(env, msg):
+        luid = struct.unpack_from("=Q", msg, U.CN_MSG.size)[0]     # dm_ulog_request.luid
+        cn, req, data = U.unpack_request(msg)
+        assert req["luid"] == luid
+        out.append((req["request_type"], luid, data))
+        return orig(env, msg)
+    monkeypatch.setattr(U, "connector_send", spy)
+    return out
+
+
+def logs(mapper):
+    return sorted((l["uuid"], l["luid"], l["state"]) for l in U.logd_logs(mapper))
+
+
+def kernel_luid(mapper, name, inactive=False):
+    def fn(env):
+        md = env.device_by_name(name)
+        t = (md.get_inactive() if inactive else md.get_live()).targets[0]
+        return t.log.luid
+    return mapper.run(fn)
+
+
+# -- 1. uuid + luid across load, resume and clear ---------------------------------------
+
+def test_inactive_table_is_a_second_log_until_resume_or_clear(mapper, loops, sent, sim_dir):
+    a, b, c = loops[4], loops[5], loops[7]
+    U.logd_start(mapper)
+    mk(mapper, "mu", "0 16384 mirror " + CORE % ("LVM-PV", a, b))
+    l1 = kernel_luid(mapper, "mu")
+    assert logs(mapper) == [("LVM-PV", l1, "RESUMED")]
+    assert {luid for _, luid, _ in sent} == {l1}
+
+    # pvmove: the new table (other legs, same log uuid) goes to the inactive slot
+    del sent[:]
+    mapper.load("mu", [L(0, 16384, "mirror", CORE % ("LVM-PV", a, c))])
+    l2 = kernel_luid(mapper, "mu", inactive=True)
+    assert l2 != l1
+    # CTR, GET_REGION_SIZE (and kmirrord's first GET_SYNC_COUNT): all the new luid
+    assert [t for t, _, _ in sent][:2] == [U.DM_ULOG_CTR, U.DM_ULOG_GET_REGION_SIZE]
+    assert {luid for _, luid, _ in sent} == {l2}
+    assert sent[0][2] == b"16384 clustered-core 1024"
+    assert logs(mapper) == sorted([("LVM-PV", l1, "RESUMED"), ("LVM-PV", l2, "SUSPENDED")])
+    # the live log still answers for the live table
+    assert status_line(mapper, "mu") == "0 16384 mirror 2 7:4 7:5 16/16 1 AA 1 clustered-core"
+
+    # the luids are part of the simulated kernel's state: another dmctl process (a new
+    # connection to the same sim dir) sees the same ones
+    other = SimMapper(str(sim_dir))
+    try:
+        assert kernel_luid(other, "mu") == l1
+        assert kernel_luid(other, "mu", inactive=True) == l2
+        assert logs(other) == logs(mapper)
+    finally:
+        other.close()
+
+    # resume: the old table is suspended, the new one resumes, then the old one's DTR
+    del sent[:]
+    mapper.resume("mu")
+    assert [(t, luid) for t, luid, _ in sent
+            if t in (U.DM_ULOG_PRESUSPEND, U.DM_ULOG_POSTSUSPEND, U.DM_ULOG_RESUME,
+                     U.DM_ULOG_DTR)] == [
+        (U.DM_ULOG_PRESUSPEND, l1), (U.DM_ULOG_POSTSUSPEND, l1),
+        (U.DM_ULOG_RESUME, l2), (U.DM_ULOG_DTR, l1)]
+    assert all(luid == l2 for t, luid, _ in sent[sent.index((U.DM_ULOG_DTR, l1, b"")) + 1:])
+    assert logs(mapper) == [("LVM-PV", l2, "RESUMED")]
+    assert kernel_luid(mapper, "mu") == l2
+    assert status_line(mapper, "mu") == "0 16384 mirror 2 7:4 7:7 16/16 1 AA 1 clustered-core"
+
+    # a load then clear: the inactive log is created, then destroyed (its DTR)
+    del sent[:]
+    mapper.load("mu", [L(0, 16384, "mirror", CORE % ("LVM-PV", a, b))])
+    l3 = kernel_luid(mapper, "mu", inactive=True)
+    assert l3 not in (l1, l2)
+    assert logs(mapper) == sorted([("LVM-PV", l2, "RESUMED"), ("LVM-PV", l3, "SUSPENDED")])
+    # a second load replaces the inactive table: its log goes, a fourth comes
+    mapper.load("mu", [L(0, 16384, "mirror", CORE % ("LVM-PV", a, b))])
+    l4 = kernel_luid(mapper, "mu", inactive=True)
+    assert l4 not in (l1, l2, l3)
+    assert (U.DM_ULOG_DTR, l3, b"") in sent
+    assert logs(mapper) == sorted([("LVM-PV", l2, "RESUMED"), ("LVM-PV", l4, "SUSPENDED")])
+    del sent[:]
+    mapper.clear("mu")
+    assert [(t, luid) for t, luid, _ in sent] == [(U.DM_ULOG_DTR, l4)]
+    assert logs(mapper) == [("LVM-PV", l2, "RESUMED")]
+    mapper.remove("mu")
+    assert U.logd_state(mapper) == []
+    U.logd_stop(mapper)
+
+
+# -- 2. several hosts, one server ---------------------------------------------------------
+
+@pytest.fixture
+def cluster(mapper, loops, tmp_path, monkeypatch):
+    """Host A (the test's sim dir) and host B (another sim dir) on the same backing
+    files (registered in the same order, so loopN is 7:N on both) and one server."""
+    monkeypatch.setenv("DMCTL_LOGD_DIR", str(tmp_path / "logd"))
+    host_b = SimMapper(str(tmp_path / "hostB"))
+    host_b.run(lambda env: [env.backing_file(p) for p in loops])
+    assert U.logd_start(mapper)
+    assert not U.logd_start(host_b)                   # the same server
+    yield mapper, host_b
+    for m in (mapper, host_b):
+        try:
+            m.remove("mu")
+        except Exception:
+            pass
+    U.logd_stop(mapper, force=True)
+    host_b.close()
+
+
+def _mark(m, region, clear=False):
+    """The mirror's own log on that host: queue a mark (or clear), then flush, as the
+    region hash does when a write starts (or its region is clean again)."""
+    def fn(env):
+        log = target(env, "mu").log
+        (log.clear_region if clear else log.mark_region)(region)
+        assert log.flush() == 0
+    m.run(fn)
+
+
+def _is_clean(m, region):
+    return m.run(lambda env: target(env, "mu").log.is_clean(region))
+
+
+def _server_copy(m):
+    [srv] = [l for l in U.logd_logs(m) if l["server"]]
+    return srv
+
+
+@pytest.mark.parametrize("table", [CORE, DISK])
+def test_region_is_clean_only_when_every_node_cleared_it(cluster, loops, table, tmp_path):
+    a_host, b_host = cluster
+    a, b, lg = loops[4], loops[5], loops[6]
+    mk(a_host, "mu", "0 16384 mirror " + table % ("LVM-CL", a, b))
+    mk(b_host, "mu", "0 16384 mirror " + table % ("LVM-CL", a, b))
+    st = U.logd_logs(a_host)
+    assert sorted((l["node"], l["state"], l["this_node"]) for l in st) == [
+        (1, "RESUMED", True), (2, "RESUMED", False)]
+    assert sorted((l["node"], l["this_node"]) for l in U.logd_logs(b_host)) == [
+        (1, False), (2, True)]
+    assert {l["uuid"] for l in st} == {"LVM-CL"}
+    assert _server_copy(a_host)["node"] == 1
+    # B joined A's CPG: its copy came from A's (all in sync, all clean)
+    assert all(l["clean"] == set(range(16)) and l["sync_count"] == 16 for l in st)
+    kind = "3 clustered-disk 7:6 A" if table is DISK else "1 clustered-core"
+    for m in (a_host, b_host):
+        assert status_line(m, "mu") == "0 16384 mirror 2 7:4 7:5 16/16 1 AA " + kind
+
+    def disk_clean():
+        with open(lg, "rb") as f:
+            return F.clean_regions(f.read(8192), 16)
+
+    _mark(a_host, 1)                                     # A writes region 1
+    _mark(b_host, 1)                                     # B writes region 1
+    for l in U.logd_logs(a_host):                        # every copy agrees
+        assert l["marks"] == [(1, 1), (2, 1)] and 1 not in l["clean"]
+    if table is DISK:
+        assert disk_clean() == set(range(16)) - {1}
+    _mark(a_host, 1, clear=True)                         # A's write completes
+    for l in U.logd_logs(a_host):
+        assert l["marks"] == [(2, 1)] and 1 not in l["clean"]
+    assert _is_clean(a_host, 1) == 0 and _is_clean(b_host, 1) == 0
+    if table is DISK:
+        assert disk_clean() == set(range(16)) - {1}
+    _mark(b_host, 1, clear=True)                         # B's completes: clean
+    for l in U.logd_logs(b_host):
+        assert l["marks"] == [] and l["clean"] == set(range(16))
+    assert _is_clean(a_host, 1) == 1 and _is_clean(b_host, 1) == 1
+    if table is DISK:
+        assert disk_clean() == set(range(16))
+
+    # real writes from both hosts through the shared legs
+    d1, d2 = os.urandom(8 * 512), os.urandom(8 * 512)
+    sio.write(a_host, "mu", 1024 + 8, d1)
+    sio.write(b_host, "mu", 1024 + 16, d2)
+    assert sio.read(a_host, "mu", 1024 + 16, 8) == d2
+    assert sio.read(b_host, "mu", 1024 + 8, 8) == d1
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        assert fa.read() == fb.read()
+    assert _server_copy(a_host)["clean"] == set(range(16))
+
+    # a host that leaves: its log goes, the other node's stays (and becomes server)
+    b_host.remove("mu")
+    assert [(l["node"], l["server"]) for l in U.logd_logs(a_host)] == [(1, True)]
+    a_host.remove("mu")
+    assert U.logd_logs(b_host) == []
+
+
+def test_a_node_that_suspends_leaves_the_cluster(cluster, loops):
+    a_host, b_host = cluster
+    for m in (a_host, b_host):
+        mk(m, "mu", "0 16384 mirror " + CORE % ("LVM-CL", loops[4], loops[5]))
+    _mark(b_host, 3)
+    a_host.suspend("mu")
+    by_node = {l["node"]: l for l in U.logd_logs(a_host)}
+    assert by_node[1]["state"] == "SUSPENDED" and by_node[2]["server"]
+    _mark(b_host, 4)                  # no longer applied to A's copy
+    assert by_node[1]["marks"] == [(2, 3)]
+    assert {l["node"]: l["marks"] for l in U.logd_logs(a_host)} == {
+        1: [(2, 3)], 2: [(2, 3), (2, 4)]}
+    a_host.resume("mu")               # rejoins: B's checkpoint
+    assert {l["node"]: (l["marks"], l["clean"]) for l in U.logd_logs(a_host)}[1] == \
+        ([(2, 3), (2, 4)], set(range(16)) - {3, 4})
+    _mark(b_host, 3, clear=True)
+    _mark(b_host, 4, clear=True)
+    assert all(l["clean"] == set(range(16)) for l in U.logd_logs(a_host))
+
+
+def test_logd_commands_with_a_shared_dir(cluster, loops, monkeypatch, tmp_path, sim_dir, dmctl):
+    a_host, b_host = cluster
+    for m in (a_host, b_host):
+        mk(m, "mu", "0 16384 mirror " + CORE % ("LVM-CL", loops[4], loops[5]))
+    la, lb = kernel_luid(a_host, "mu"), kernel_luid(b_host, "mu")
+    assert os.path.exists(tmp_path / "logd" / U.LOGD_DB)
+    assert a_host.store.get_meta(U.META_KEY) is None        # not in the sim's store
+    r = CliRunner().invoke(logd_cli, ["start"])
+    assert r.output == "logd is already running\n"
+    r = CliRunner().invoke(logd_cli, ["status"])
+    assert sorted(r.output.splitlines()) == sorted([
+        "LVM-CL/%d clustered-core 16/16 RESUMED" % la,
+        "LVM-CL/%d clustered-core 16/16 RESUMED" % lb])
+    _mark(b_host, 2)
+    # host B's view through a real dmctl process
+    env = {"DMCTL_SIM_DIR": str(tmp_path / "hostB"), "DMCTL_LOGD_DIR": str(tmp_path / "logd")}
+    p = dmctl("logd", "status", "-v", env=env)
+    assert p.rc == 0, p
+    assert sorted(p.out.splitlines()) == sorted([
+        "LVM-CL/%d clustered-core 16/16 RESUMED node 1 (server) marks 2:2 dirty 2" % la,
+        "LVM-CL/%d clustered-core 16/16 RESUMED node 2 marks 2:2 dirty 2" % lb])
+    p = dmctl("logd", "stop", env=env)
+    assert p.rc == 1 and "2 log(s) still in use" in p.err
+    _mark(b_host, 2, clear=True)
+    a_host.remove("mu")
+    b_host.remove("mu")
+    assert dmctl("logd", "stop", env=env).rc == 0
+    assert CliRunner().invoke(logd_cli, ["status"]).output == "logd is not running\n"
+    # without DMCTL_LOGD_DIR host A has its own server again (none running)
+    monkeypatch.delenv("DMCTL_LOGD_DIR")
+    assert U.logd_state(a_host) is None
+    assert CliRunner().invoke(logd_cli, ["start"]).exit_code == 0
+    assert a_host.store.get_meta(U.META_KEY) is not None
+    assert U.logd_state(b_host) is None
+    U.logd_stop(a_host)
