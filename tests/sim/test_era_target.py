@@ -262,3 +262,32 @@ def test_status_lines_match_the_kernels_for_the_golden_history(mapper, era):
     mapper.remove("era1")
     era()
     assert status(mapper) == g("era-status-recreated.txt")
+
+
+@needs_tools
+def test_the_target_opens_metadata_written_by_era_restore(mapper, era, backing, tmp_path):
+    """era_dump the simulator's metadata, era_restore it onto a fresh file, and run an
+    era device on the restored metadata: it continues from the restored era and
+    reports the same changed blocks."""
+    era()
+    write_block(mapper, 3)
+    mapper.message("era1", 0, "checkpoint")
+    write_block(mapper, 7)
+    mapper.remove("era1")
+    xml = tmp_path / "meta.xml"
+    with open(xml, "w") as f:
+        subprocess.run(["era_dump", era.meta], stdout=f, check=True)
+    restored = backing("restored", 8 << 20)
+    subprocess.run(["era_restore", "-i", str(xml), "-o", restored], check=True)
+    era_check(restored)
+    assert invalidate(era.meta, 1) == {3, 7} and invalidate(era.meta, 2) == {7}
+    era(name="era2", meta_=restored)
+    # the restored superblock holds era 2 (remove archives, it does not roll over);
+    # the first resume rolls over to 3
+    assert era_of(mapper, "era2") == 3
+    write_block(mapper, 9, name="era2")
+    mapper.remove("era2")
+    era_check(restored)
+    assert invalidate(restored, 1) == {3, 7, 9}
+    assert invalidate(restored, 2) == {7, 9}
+    assert invalidate(restored, 3) == {9}
