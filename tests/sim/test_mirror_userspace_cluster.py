@@ -57,7 +57,8 @@ def kernel_luid(mapper, name, inactive=False):
 
 # -- 1. uuid + luid across load, resume and clear ---------------------------------------
 
-def test_inactive_table_is_a_second_log_until_resume_or_clear(mapper, loops, sent, sim_dir):
+def test_inactive_table_is_a_second_log_until_resume_or_clear(mapper, loops, sent, sim_dir,
+                                                               dmctl):
     a, b, c = loops[4], loops[5], loops[7]
     U.logd_start(mapper)
     mk(mapper, "mu", "0 16384 mirror " + CORE % ("LVM-PV", a, b))
@@ -87,6 +88,10 @@ def test_inactive_table_is_a_second_log_until_resume_or_clear(mapper, loops, sen
         assert logs(other) == logs(mapper)
     finally:
         other.close()
+    p = dmctl("logd", "status")
+    assert p.rc == 0 and sorted(p.out.splitlines()) == sorted([
+        "LVM-PV/%d clustered-core 16/16 RESUMED" % l1,
+        "LVM-PV/%d clustered-core 0/16 SUSPENDED" % l2])
 
     # resume: the old table is suspended, the new one resumes, then the old one's DTR
     del sent[:]

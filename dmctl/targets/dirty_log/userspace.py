@@ -15,16 +15,51 @@ INFO comes from the server (``userspace 1 COM_FAILURE`` when it cannot be reache
 The server (``LogServer``, started with ``dmctl logd start``): the simulator's
 connector delivers each request to it when it runs; without it a request fails with
 -ESRCH, and a constructor fails exactly as the kernel's does when no cmirrord
-listens.  The server is a single-node cluster (node 1 is always the CPG server),
-keeps cmirrord's per-log state (clean/sync bits, sync_count, in_sync, one recovering
-region, the mark list, the priority recovery list) and, for clustered-disk, writes
-the kernel disk log format (header + clean bits at byte 1024) to the log device
-through simulated bios.  Its state is part of the simulator's persistent state.
+listens.  It keeps cmirrord's per-log state (clean/sync bits, sync_count, in_sync,
+one recovering region, the mark list of (node, region), the priority recovery list)
+and, for clustered-disk, writes the kernel disk log format (header + clean bits at
+byte 1024) to the log device through simulated bios.
+
+Log identity (uuid + luid): the kernel names a log by its uuid and a locally unique
+id, ``luid``, which is the log context's address; here each constructed log takes
+the next value of a counter in the simulator's store (``0xffff888000000400``,
+``...0800``, ...), kept with the table, so it is distinct per table instance and the
+same in every dmctl process.  A table loaded into the inactive slot with the log
+uuid of the live one (pvmove, resize) is a second log on the server (same uuid,
+other luid, SUSPENDED, not in the cluster); ``resume`` suspends the old table
+(PRESUSPEND, POSTSUSPEND), RESUMEs the new luid and then sends the old table's DTR,
+so the server ends with the new log only; ``clear`` (or another load) sends the
+inactive table's DTR.  Every request carries its luid in ``dm_ulog_request.luid``.
+
+Where the server lives, and the cluster: by default in the simulator's own store
+(meta key ``logd``), i.e. one host, node 1, exactly as before.  With
+``DMCTL_LOGD_DIR`` set, in ``$DMCTL_LOGD_DIR/logd.db``, a SQLite database of its own
+that any number of sim dirs (simulated hosts, each its own kernel) share, locked for
+each request (BEGIN IMMEDIATE ... COMMIT), so that requests of all hosts are applied
+in one order, as cmirrord's CPG delivers them.  Each request carries its host as
+cmirrord's originator: the node id the server gave that sim dir (1, 2, ... in the
+order it first heard from them; its real path is the key).  Logs are kept per
+(node, uuid, luid), as each node's cmirrord keeps its own.  The resumed logs with one
+uuid form that uuid's CPG: RESUME joins it (the first member reads the disk log; a
+later one copies a member's state, the checkpoint), POSTSUSPEND and DTR leave it;
+the multicast requests (IS_CLEAN, FLUSH, MARK/CLEAR_REGION, GET_RESYNC_WORK,
+SET_REGION_SYNC, STATUS_INFO, IS_REMOTE_RECOVERING) are applied to every member's
+copy with the originator's node id, and the server's copy (lowest node id) answers.
+So MARK records (node, region) and clears the clean bit when no node had the region
+marked; CLEAR drops only the originator's mark, and the region is clean again only
+when no node still has it marked (and it is in sync).  Only the server's copy writes
+a clustered-disk log.
 
 Deviations (the simulator cannot block a process): a request to a server that is
 gone is answered -ESRCH after the kernel's "Userspace log server not found" line
 instead of being retried every 2 s forever; ``is_remote_recovering`` asks the server
-every time instead of at most once per HZ/4.
+every time instead of at most once per HZ/4.  Cluster: the server's disk writes go
+through the originating host's kernel, to its own log device (the hosts share the
+backing files); a joining node's checkpoint also carries the mark list (cmirrord's
+carries the bitmaps and the recovering region only), so every copy stays the same;
+the shared server's state is committed with each request, so a dmctl command that
+is rolled back (a bug, not a kernel error) does not undo what the server saw -- as
+with a real daemon.
 """
 
 import errno
