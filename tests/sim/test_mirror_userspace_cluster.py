@@ -281,3 +281,40 @@ def test_logd_commands_with_a_shared_dir(cluster, loops, monkeypatch, tmp_path, 
     assert a_host.store.get_meta(U.META_KEY) is not None
     assert U.logd_state(b_host) is None
     U.logd_stop(a_host)
+
+
+def test_hosts_writing_at_once_through_one_server(cluster, loops, tmp_path):
+    """dmctl processes of both hosts at the same time: the server's database is locked
+    per request, every mark is cleared in the end, the legs agree."""
+    import subprocess
+    import sys
+    from test_mirror_helpers import ROOT
+    a_host, b_host = cluster
+    for m in (a_host, b_host):
+        mk(m, "mu", "0 16384 mirror " + CORE % ("LVM-CL", loops[4], loops[5]))
+    a_host.close()                      # let the processes have the sim dirs
+    b_host.close()
+    dirs = [os.environ["DMCTL_SIM_DIR"], str(tmp_path / "hostB")]
+    procs = []
+    for i in range(12):
+        e = dict(os.environ, DMCTL_SIM_DIR=dirs[i % 2],
+                 PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "dmctl", "io", "write", "mu", str(i * 1024 + 512),
+             "--pattern", str(0x41 + i), "--sectors", "1024"],
+            env=e, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    a_host.__init__(dirs[0])
+    b_host.__init__(dirs[1])
+    st = U.logd_logs(a_host)
+    assert len(st) == 2
+    for l in st:
+        assert l["marks"] == [] and l["clean"] == set(range(16)) and l["sync_count"] == 16
+    for i in range(12):
+        want = bytes([0x41 + i]) * 512 * 1024
+        for m in (a_host, b_host):
+            assert sio.read(m, "mu", i * 1024 + 512, 1024) == want
+    with open(loops[4], "rb") as fa, open(loops[5], "rb") as fb:
+        assert fa.read() == fb.read()
