@@ -318,3 +318,27 @@ def test_hosts_writing_at_once_through_one_server(cluster, loops, tmp_path):
             assert sio.read(m, "mu", i * 1024 + 512, 1024) == want
     with open(loops[4], "rb") as fa, open(loops[5], "rb") as fb:
         assert fa.read() == fb.read()
+
+
+def test_a_server_saved_before_nodes_existed_still_serves(mapper, loops):
+    """State written by the single-node server (logs keyed by (uuid, luid), no node):
+    loaded as node 1's logs."""
+    import pickle
+    U.logd_start(mapper)
+    mk(mapper, "mu", "0 16384 mirror " + CORE % ("LVM-OLD", loops[4], loops[5]))
+
+    def downgrade(env):
+        srv = pickle.loads(env.store.get_meta(U.META_KEY))
+        del srv.nodes
+        logs = {}
+        for (n, uuid, luid), lc in srv.logs.items():
+            del lc.node
+            logs[(uuid, luid)] = lc
+        srv.logs = logs
+        env.store.set_meta(U.META_KEY, pickle.dumps(srv, protocol=4))
+    mapper.run(downgrade)
+    sio.write(mapper, "mu", 0, bytes(4096))
+    [l] = U.logd_logs(mapper)
+    assert (l["node"], l["uuid"], l["clean"], l["marks"]) == (1, "LVM-OLD", set(range(16)), [])
+    mapper.remove("mu")
+    assert U.logd_stop(mapper) == 0

@@ -155,7 +155,7 @@ class _Home:
         self.store = None
         path = os.path.realpath(os.path.join(d, LOGD_DB))
         db = _CONNS.get(path)
-        if db is None:
+        if db is None or not os.path.exists(path):      # (a directory made anew)
             os.makedirs(d, exist_ok=True)
             db = sqlite3.connect(path, timeout=60.0, isolation_level=None,
                                  check_same_thread=False)
@@ -876,8 +876,8 @@ def logd_state(mapper):
 def logd_logs(mapper):
     """None when not running, else one dict per log: node, uuid, luid, type,
     sync_count, region_count, state, ``clean`` (the set of clean regions of that
-    node's copy), ``marks`` (sorted (node, region) pairs), ``server`` (whether that
-    copy answers for its CPG), ``this_node`` (the log is this sim dir's)."""
+    node's copy), ``marks`` (sorted (node, region) pairs), ``server`` (that copy is
+    resumed and answers for its CPG), ``this_node`` (the log is this sim dir's)."""
     def fn(home):
         blob = home.get()
         if blob is None:
@@ -893,7 +893,7 @@ def logd_logs(mapper):
                         "clean": {i for i in range(lc.region_count)
                                   if F.test_bit(lc.clean_bits, i)},
                         "marks": sorted(lc.mark_list),
-                        "server": srv.members(lc)[0] is lc,
+                        "server": lc.state == LOG_RESUMED and srv.members(lc)[0] is lc,
                         "this_node": lc.node == me})
         return out
     return _with_home(mapper, fn)
