@@ -460,3 +460,37 @@ def test_recovery_errors_are_logged_ratelimited_as_captured(mapper, loops):
         suppressed = mapper.run(lambda env: target(env, "mf").ratelimit["recovery_complete"][2])
     assert log == want
     assert suppressed == 6      # "recovery_complete: 6 callbacks suppressed" comes later
+
+
+# -- the leg-failure matrix: handle_errors x keep_log x which leg ----------------------------
+
+@pytest.mark.parametrize("features", ["", " 1 handle_errors", " 2 handle_errors keep_log"])
+@pytest.mark.parametrize("leg", [0, 1])
+def test_leg_failure_matrix(mapper, loops, features, leg):
+    """dm-raid1's write_callback/do_failures/fail_mirror: a write that fails on one leg
+    completes (no handle_errors: errors are hidden, and fail_mirror stops before any
+    event or default-leg change), is held until suspend (handle_errors), or completes
+    (handle_errors + keep_log); the region goes out of sync; with handle_errors the
+    first write error raises an event and a failing default leg hands over to the other
+    leg, since the set was in sync."""
+    a, b, lg = loops[4], loops[5], loops[6]
+    mk(mapper, "m", "0 16384 mirror disk 2 %s 1024 2 %s 0 %s 0%s" % (lg, a, b, features))
+    assert mapper.info("m").event_nr == 1                  # the first full sync
+    sio.fail(mapper, (a, b)[leg], ["write"])
+    he = "handle_errors" in features
+    kl = "keep_log" in features
+    done, err = write_nocheck(mapper, "m", 0, pat(9, 8))
+    if he and not kl:
+        assert (done, err) == (False, 0)                   # held
+    else:
+        assert (done, err) == (True, 0)
+    health = "DA" if leg == 0 else "AD"
+    assert status_of(mapper, "m") == "2 7:4 7:5 15/16 1 %s 3 disk 7:6 A" % health
+    assert mapper.info("m").event_nr == (2 if he else 1)
+    good = (a, b)[1 - leg]
+    assert read_file(good, 0, 8) == pat(9, 8)             # the healthy leg has the data
+
+    def default(env):
+        return target(env, "m").default_mirror
+    assert mapper.run(default) == (1 if (he and leg == 0) else 0)
+    mapper.remove("m")
