@@ -77,9 +77,6 @@ def main():
         # best of 3 for both (page-cache reads are fast enough for noise to matter)
         t_dr = min(direct_read(base_f, size, MB) for _ in range(3))
         t_sr = min(m.run(seq_read) for _ in range(3))
-        if os.environ.get("BENCH_DEBUG"):
-            print("debug: direct read of the simulator's backing file: %.1f MiB/s"
-                  % (size / MB / min(direct_read(sim_f, size, MB) for _ in range(3))))
 
         rng = random.Random(1)
         offsets = [rng.randrange(size // 4096) * 4096 for _ in range(nrand)]
