@@ -3,39 +3,11 @@ in-memory mapper holding the captured device state (so device numbers match)."""
 
 import pytest
 
+from testlib import GENERIC_QUERIES
 from test_report_support import FakeMapper, golden, mirror_devices, run
 
 # (golden file, argv) — generic section state: empty1, lin1, multi, ro1, stack1
-GENERIC = [
-    ("generic-info-all.txt", ["info"]),
-    ("generic-info-c-all.txt", ["info", "-c"]),
-    ("generic-info-C-all.txt", ["info", "-C"]),
-    ("generic-info-c-noheadings.txt", ["info", "-c", "--noheadings"]),
-    ("generic-info-c-fields.txt", ["info", "-c", "-o",
-                                   "name,uuid,major,minor,attr,open,segments,events,"
-                                   "tables_loaded,suspended,readonly,devno,blkdevname"]),
-    ("generic-info-c-separator.txt", ["info", "-c", "--separator", ",", "-o", "name,attr,devno"]),
-    ("generic-info-c-nameprefixes.txt", ["info", "-c", "--nameprefixes", "--noheadings",
-                                         "-o", "name,attr"]),
-    ("generic-info-c-sort.txt", ["info", "-c", "-O", "-name"]),
-    ("generic-info-c-select.txt", ["info", "-c", "-S", "name=~lin"]),
-    ("generic-info-c-deps.txt", ["info", "-c", "-o",
-                                 "name,devnos_used,blkdevs_used,names_using_dev,device_ref_count"]),
-    ("generic-deps-all.txt", ["deps"]),
-    ("generic-deps-devname.txt", ["deps", "-o", "devname"]),
-    ("generic-table-all.txt", ["table"]),
-    ("generic-table-concise.txt", ["table", "--concise"]),
-    ("generic-table-showkeys.txt", ["table", "--showkeys"]),
-    ("generic-status-all.txt", ["status"]),
-    ("generic-status-target-linear.txt", ["status", "--target", "linear"]),
-    ("generic-status-target-none.txt", ["status", "--target", "era"]),
-    ("generic-ls.txt", ["ls"]),
-    ("generic-ls-devno.txt", ["ls", "-o", "devno"]),
-    ("generic-ls-devname.txt", ["ls", "-o", "devname"]),
-    ("generic-ls-blkdevname.txt", ["ls", "-o", "blkdevname"]),
-    ("generic-ls-tree.txt", ["ls", "--tree", "-o", "utf"]),
-    ("generic-ls-tree-ascii.txt", ["ls", "--tree", "-o", "ascii"]),
-    ("generic-ls-tree-ascii-blkdevname.txt", ["ls", "--tree", "-o", "ascii,blkdevname"]),
+GENERIC = GENERIC_QUERIES + [
     ("dmsetup-targets.txt", ["targets"]),
     ("dmsetup-target-version.txt", ["target-version", "era", "log-writes", "mirror", "linear",
                                     "striped", "error", "zero"]),
