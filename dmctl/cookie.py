@@ -21,7 +21,6 @@ Only the standard library is used (ctypes); this module is imported by the
 its import cost low.  64-bit Linux layouts of ``struct semid_ds``/``seminfo``.
 """
 
-import collections
 import errno as _errno
 import os
 import sys
@@ -522,8 +521,20 @@ def wait(cookie, timeout=DEFAULT_TIMEOUT, err=_stderr, debug=_nodebug,
     return WaitResult(ok, semid=semid, elapsed=time.monotonic() - start)
 
 
-# A row of ``udevcookies``.
-CookieInfo = collections.namedtuple("CookieInfo", "cookie semid value otime ctime")
+class CookieInfo(tuple):
+    """A row of ``udevcookies``: (cookie, semid, value, otime, ctime).  A plain tuple
+    subclass, not a namedtuple: importing collections costs start-up time in every
+    dmctl command that touches udev."""
+    __slots__ = ()
+
+    def __new__(cls, cookie, semid, value, otime, ctime):
+        return tuple.__new__(cls, (cookie, semid, value, otime, ctime))
+
+    cookie = property(lambda self: self[0])
+    semid = property(lambda self: self[1])
+    value = property(lambda self: self[2])
+    otime = property(lambda self: self[3])
+    ctime = property(lambda self: self[4])
 
 
 def list_cookies(err=_stderr):

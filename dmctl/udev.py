@@ -85,7 +85,10 @@ def _state(ctx):
     if st is None:
         st = _State()
         st.disabled = udev_disabled()
-        st.sem = _ck.semaphores_supported()
+        # libdm asks semctl(SEM_INFO); /proc/sys/kernel/sem exists exactly when the
+        # kernel has System V IPC, and looking at it spares loading ctypes (libc) in
+        # commands that end up not using a cookie (no udevd, DM_DISABLE_UDEV)
+        st.sem = os.path.exists("/proc/sys/kernel/sem") or _ck.semaphores_supported()
         if not st.sem:
             ctx.err("Kernel not configured for semaphores (System V IPC). "
                     "Not using udev synchronisation code.")
