@@ -9,10 +9,10 @@ I/O to it behaves like a disk with a volatile write cache:
 * ``dmctl sim crash`` restores every non-durable block to its durable contents
   (with a seed, a reproducible random subset of them survives instead).
 
-The cache is tracked per 4 KiB block: the first write to a clean block since the last
-flush saves the block's durable contents (its "pre-image") in a journal file next to
-the state database (or just notes "was a hole", which costs nothing for sparse files).
-Later writes to the same block cost nothing extra.  Files stay sparse: discards punch
+The cache is tracked per 4 KiB block, in runs: the first write to a clean block since
+the last flush saves the block's durable contents (its "pre-image") in a journal file
+next to the state database (or just notes "was a hole", which costs nothing for sparse
+files).  Later writes to the same block cost nothing extra.  Files stay sparse: discards punch
 holes, and holes are never filled by the cache.
 """
 
@@ -20,6 +20,7 @@ import ctypes
 import os
 import pickle
 from array import array
+from bisect import bisect_right
 
 from dmctl.sim import bio as B
 
@@ -57,109 +58,205 @@ def _is_hole(fd, offset, length):
 class WriteCache:
     """The volatile cache state of one backing file (persisted between processes).
 
-    ``index`` maps each dirty 4 KiB block to the journal offset of its durable image
-    (-1: it was a hole).  A dict, not a bitmap: writes scattered over a huge sparse
-    file must cost memory per dirty block, not per block of the file.
+    The dirty blocks are kept as extents: a sorted list of non-overlapping
+    ``(start, end, joff)`` runs of 4 KiB blocks ``[start, end)`` whose durable images
+    lie contiguously in the journal from ``joff`` (-1: the run was a hole).  A
+    sequential write over a hole or over clean data extends the previous extent, so
+    streaming writes cost one entry, not one per block, and writes scattered over a
+    huge sparse file cost memory per dirty run, not per block of the file.
     """
 
-    __slots__ = ("_index", "_raw", "jpath", "jfd", "changed")
+    __slots__ = ("_starts", "_exts", "_raw", "jpath", "jfd", "changed")
+
+    # first word of the persisted state: extents follow as (start, end, joff) triples
+    # (state written before extents is (block, joff) pairs, blocks being >= 0)
+    _EXTENTS = -2
 
     def __init__(self, jpath, state=None):
         self.jpath = jpath
         self.jfd = None
         self.changed = False
-        self._index = None if state else {}
+        self._starts = self._exts = None
         self._raw = state           # parsed on first use: reads never need it
+        if not state:
+            self._set([])
 
-    @property
-    def index(self):
-        idx = self._index
-        if idx is None:
-            a = array("q")
-            a.frombytes(self._raw)
-            idx = self._index = dict(zip(a[0::2], a[1::2]))
-            self._raw = None
-        return idx
-
-    @index.setter
-    def index(self, value):
-        self._index = value
+    def _set(self, exts):
+        self._exts = exts
+        self._starts = [e[0] for e in exts]
         self._raw = None
 
+    def _extents(self):
+        exts = self._exts
+        if exts is None:
+            a = array("q")
+            a.frombytes(self._raw)
+            if a and a[0] == self._EXTENTS:
+                exts = list(zip(a[1::3], a[2::3], a[3::3]))
+            else:
+                exts = []
+                for b, j in sorted(zip(a[0::2], a[1::2])):
+                    _append_merged(exts, b, b + 1, j)
+            self._set(exts)
+        return exts
+
+    def __len__(self):
+        """The number of dirty 4 KiB blocks."""
+        return sum(e - s for s, e, _ in self._extents())
+
+    def extents(self):
+        """[(first block, end block, journal offset or -1)], sorted."""
+        return list(self._extents())
+
     def state(self):
-        if self._index is None:
+        if self._exts is None:
             return self._raw
-        if not self._index:
+        if not self._exts:
             return None
         from itertools import chain
-        return array("q", chain.from_iterable(self._index.items())).tobytes()
+        return array("q", chain((self._EXTENTS,), chain.from_iterable(self._exts))).tobytes()
 
     def _jfd(self):
         if self.jfd is None:
             self.jfd = os.open(self.jpath, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         return self.jfd
 
+    def _insert(self, i, s, e, j):
+        """Insert the clean run [s, e) at position ``i``, merged with its neighbours
+        when the blocks and their journal images continue each other.  Returns the
+        position after it and the end of the (merged) extent."""
+        exts, starts = self._exts, self._starts
+        if i > 0:
+            ps, pe, pj = exts[i - 1]
+            if pe == s and _continues(pe - ps, pj, j):
+                s, j = ps, pj
+                i -= 1
+                del exts[i]
+                del starts[i]
+        if i < len(exts):
+            ns, ne, nj = exts[i]
+            if ns == e and _continues(e - s, j, nj):
+                e = ne
+                del exts[i]
+                del starts[i]
+        exts.insert(i, (s, e, j))
+        starts.insert(i, s)
+        return i + 1, e
+
     def before_write(self, fd, offset, length):
         """Save the durable contents of every clean block the write will touch."""
-        first = offset // BLOCK
-        last = (offset + length - 1) // BLOCK
-        index = self.index
-        b = first
-        while b <= last:
-            if b in index:
-                b += 1
+        cur = offset // BLOCK
+        stop = (offset + length - 1) // BLOCK + 1
+        exts = self._extents()
+        i = bisect_right(self._starts, cur) - 1
+        if i >= 0 and exts[i][1] > cur:
+            cur = exts[i][1]
+        i += 1
+        while cur < stop:
+            if i < len(exts) and exts[i][0] <= cur:
+                cur = exts[i][1]
+                i += 1
                 continue
             # a run of clean blocks
-            e = b
-            while e + 1 <= last and (e + 1) not in index:
-                e += 1
-            start = b * BLOCK
-            n = (e - b + 1) * BLOCK
+            e = min(stop, exts[i][0]) if i < len(exts) else stop
+            start = cur * BLOCK
+            n = (e - cur) * BLOCK
             if _is_hole(fd, start, n):
-                index.update(dict.fromkeys(range(b, e + 1), -1))
+                j = -1
             else:
                 pre = os.pread(fd, n, start)
                 if len(pre) < n:
                     pre = pre + bytes(n - len(pre))
                 jfd = self._jfd()
-                joff = os.lseek(jfd, 0, os.SEEK_END)
-                os.pwrite(jfd, pre, joff)
-                index.update(zip(range(b, e + 1), range(joff, joff + n, BLOCK)))
+                j = os.lseek(jfd, 0, os.SEEK_END)
+                os.pwrite(jfd, pre, j)
+            i, cur = self._insert(i, cur, e, j)
             self.changed = True
-            b = e + 1
+
+    def _split(self, b):
+        """Make ``b`` the start of an extent (or of the clean space); returns the
+        index of the first extent starting at or after ``b``."""
+        exts, starts = self._exts, self._starts
+        i = bisect_right(starts, b) - 1
+        if i >= 0:
+            s, e, j = exts[i]
+            if s < b < e:
+                exts[i] = (s, b, j)
+                exts.insert(i + 1, (b, e, j if j < 0 else j + (b - s) * BLOCK))
+                starts.insert(i + 1, b)
+                return i + 1
+            if s == b:
+                return i
+        return i + 1
+
+    def _discard(self, lo, hi):
+        """Forget blocks [lo, hi) (they are durable now); True if any was dirty."""
+        exts = self._extents()
+        i = self._split(lo)
+        k = self._split(hi)
+        if k == i:
+            return False
+        del exts[i:k]
+        del self._starts[i:k]
+        return True
+
+    def _journal_block(self, b):
+        """Journal offset of dirty block ``b``'s durable image (a hole's block gets
+        a zeroed one), or None when ``b`` is clean."""
+        exts = self._extents()
+        i = bisect_right(self._starts, b) - 1
+        if i < 0 or exts[i][1] <= b:
+            return None
+        s, e, j = exts[i]
+        if j >= 0:
+            return j + (b - s) * BLOCK
+        jfd = self._jfd()
+        j = os.lseek(jfd, 0, os.SEEK_END)
+        os.pwrite(jfd, bytes(BLOCK), j)
+        i = self._split(b)
+        self._split(b + 1)
+        self._exts[i] = (b, b + 1, j)
+        return j
 
     def made_durable(self, fd, offset, length, data):
         """A FUA write of ``data`` at ``offset`` reached the media."""
+        end = offset + length
         first = offset // BLOCK
-        last = (offset + length - 1) // BLOCK
-        for b in range(first, last + 1):
-            if b not in self.index:
-                continue
+        last = (end - 1) // BLOCK
+        full_lo = -(-offset // BLOCK)
+        full_hi = end // BLOCK
+        for b in sorted({first, last}):
             bstart = b * BLOCK
-            if offset <= bstart and offset + length >= bstart + BLOCK:
-                del self.index[b]
-            else:
-                # partial: patch the saved durable image with the FUA bytes
-                joff = self.index[b]
-                jfd = self._jfd()
-                if joff < 0:
-                    joff = os.lseek(jfd, 0, os.SEEK_END)
-                    os.pwrite(jfd, bytes(BLOCK), joff)
-                    self.index[b] = joff
-                lo = max(offset, bstart)
-                hi = min(offset + length, bstart + BLOCK)
-                os.pwrite(jfd, bytes(data[lo - offset:hi - offset]), joff + (lo - bstart))
+            if offset <= bstart and end >= bstart + BLOCK:
+                continue
+            # partial: patch the saved durable image with the FUA bytes
+            joff = self._journal_block(b)
+            if joff is None:
+                continue
+            lo = max(offset, bstart)
+            hi = min(end, bstart + BLOCK)
+            os.pwrite(self._jfd(), bytes(data[lo - offset:hi - offset]), joff + (lo - bstart))
+            self.changed = True
+        if full_lo < full_hi and self._discard(full_lo, full_hi):
             self.changed = True
 
     def flush(self, keep=()):
-        """Everything completed so far is durable (blocks in ``keep`` stay dirty)."""
-        if not self.index:
+        """Everything completed so far is durable (blocks in the ``keep`` ranges,
+        (first, last) inclusive, stay dirty)."""
+        exts = self._extents()
+        if not exts:
             return
-        if keep:
-            kept = {b: self.index[b] for b in keep if b in self.index}
-        else:
-            kept = {}
-        self.index = kept
+        kept = []
+        for lo, hi in _merged_ranges(keep):
+            i = bisect_right(self._starts, lo) - 1
+            i = max(i, 0)
+            while i < len(exts) and exts[i][0] <= hi:
+                s, e, j = exts[i]
+                a, z = max(s, lo), min(e, hi + 1)
+                if a < z:
+                    kept.append((a, z, j if j < 0 else j + (a - s) * BLOCK))
+                i += 1
+        self._set(kept)
         if not kept:
             if self.jfd is not None:
                 os.ftruncate(self.jfd, 0)
@@ -169,32 +266,77 @@ class WriteCache:
 
     def crash(self, fd, rng=None):
         """Power cut: every dirty block reverts to its durable contents, except a
-        random subset (``rng``) that reached the media anyway.  Returns (reverted,
-        survived)."""
+        random subset (``rng``, drawn once per block in block order) that reached the
+        media anyway.  Returns (reverted, survived)."""
         reverted = survived = 0
-        jfd = None
-        for b in sorted(self.index):
-            if rng is not None and rng.random() < 0.5:
-                survived += 1
+        for s, e, j in self._extents():
+            if rng is None:
+                self._revert(fd, s, e, j, s)
+                reverted += e - s
                 continue
-            joff = self.index[b]
-            if joff < 0:
-                _punch_hole(fd, b * BLOCK, BLOCK)
-            else:
-                if jfd is None:
-                    jfd = self._jfd()
-                os.pwrite(fd, os.pread(jfd, BLOCK, joff), b * BLOCK)
-            reverted += 1
-        self.index = {}
+            run = None
+            for b in range(s, e):
+                if rng.random() < 0.5:
+                    survived += 1
+                    if run is not None:
+                        self._revert(fd, run, b, j, s)
+                        run = None
+                    continue
+                reverted += 1
+                if run is None:
+                    run = b
+            if run is not None:
+                self._revert(fd, run, e, j, s)
+        self._set([])
         if self.jfd is not None or os.path.exists(self.jpath):
             os.truncate(self.jpath, 0)
         self.changed = True
         return reverted, survived
 
+    def _revert(self, fd, lo, hi, j, s):
+        """Blocks [lo, hi) of the extent starting at ``s`` get their durable images."""
+        if j < 0:
+            _punch_hole(fd, lo * BLOCK, (hi - lo) * BLOCK)
+            return
+        jfd = self._jfd()
+        joff = j + (lo - s) * BLOCK
+        for b in range(lo, hi, _COPY_BLOCKS):
+            n = min(_COPY_BLOCKS, hi - b) * BLOCK
+            os.pwrite(fd, os.pread(jfd, n, joff + (b - lo) * BLOCK), b * BLOCK)
+
     def close(self):
         if self.jfd is not None:
             os.close(self.jfd)
             self.jfd = None
+
+
+_COPY_BLOCKS = 256      # a crash restores durable images 1 MiB at a time
+
+
+def _continues(nblocks, j, nj):
+    """Does journal offset ``nj`` continue an extent of ``nblocks`` blocks at ``j``?"""
+    return nj == -1 if j < 0 else nj == j + nblocks * BLOCK
+
+
+def _append_merged(exts, s, e, j):
+    if exts:
+        ps, pe, pj = exts[-1]
+        if pe == s and _continues(pe - ps, pj, j):
+            exts[-1] = (ps, e, pj)
+            return
+    exts.append((s, e, j))
+
+
+def _merged_ranges(ranges):
+    """Inclusive (first, last) ranges, sorted and merged where they touch."""
+    out = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            if hi > out[-1][1]:
+                out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
 
 
 class Faults:
@@ -308,12 +450,7 @@ class BackingFile:
         self._complete(bio, 0)
 
     def _flush(self):
-        keep = ()
-        if self.inflight:
-            keep = set()
-            for first, last in self.inflight.values():
-                keep.update(range(first, last + 1))
-        self.cache.flush(keep)
+        self.cache.flush(list(self.inflight.values()))
         self.env.note_cache(self)
 
     def _complete(self, bio, error):

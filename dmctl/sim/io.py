@@ -354,6 +354,6 @@ def backing_status(mapper):
     def fn(env):
         out = []
         for bf in sorted(env.all_backing(), key=lambda b: b.minor):
-            out.append((bf.minor, bf.path, len(bf.cache.index), list(bf.faults.rules)))
+            out.append((bf.minor, bf.path, len(bf.cache), list(bf.faults.rules)))
         return out
     return mapper.run(fn)
