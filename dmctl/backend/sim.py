@@ -73,6 +73,26 @@ class Table:
         s, l = self.lines[-1][0], self.lines[-1][1]
         return s + l
 
+    def supports_discards(self, env):
+        """dm_table_supports_discards: every target takes discard bios and either
+        handles them itself (``discards_supported``) or has an iterate_devices whose
+        devices all take discards.  Otherwise the device's queue has no discard limit
+        and BLKDISCARD fails with EOPNOTSUPP before any bio is built."""
+        for t in self.targets:
+            if not t.ti.num_discard_bios:
+                return False
+            if t.discards_supported:
+                continue
+            if not t.has_iterate_devices:
+                return False
+            for devno in t.iterate_devices():
+                dev = env.device_by_devno(devno)
+                if dev.is_dm:
+                    lt = dev.get_live()
+                    if lt is None or not lt.supports_discards(env):
+                        return False
+        return True
+
     def find_target(self, sector):
         # few targets per table: a linear scan is fine and cheap
         for t in self.targets:
@@ -144,6 +164,9 @@ class SimDevice:
         table = self.get_live()
         if table is None or not table.targets:
             B.bio_endio(bio, errno.EIO)
+            return
+        if bio.op == B.DISCARD and not table.supports_discards(self.env):
+            B.bio_endio(bio, errno.EOPNOTSUPP)
             return
         if bio.op != B.READ and self.ro:
             B.bio_endio(bio, errno.EIO)

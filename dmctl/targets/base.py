@@ -137,6 +137,10 @@ class Target:
 
     name = None
     version = (0, 0, 0)
+    # ti->discards_supported: the target handles discards whatever its devices do
+    discards_supported = False
+    # whether the kernel's target type has an iterate_devices method
+    has_iterate_devices = True
     # per-target transient attributes not saved between processes
     transient = ("env", "ti", "md")
 

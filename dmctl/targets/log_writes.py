@@ -32,6 +32,7 @@ PREFIX = "device-mapper: log-writes: "
 
 class LogWrites(Target):
     name = "log-writes"
+    discards_supported = True      # log_writes_ctr: ti->discards_supported = true
     version = (1, 1, 0)
     transient = Target.transient + ("writer",)
 
