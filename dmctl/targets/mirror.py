@@ -103,7 +103,7 @@ class Mirror(Target):
     name = "mirror"
     version = (1, 14, 0)
     transient = Target.transient + ("_reads", "_writes", "_failures", "_holds", "_delayed",
-                                    "_running", "_again", "_tokens", "_spins")
+                                    "_running", "_again", "_tokens", "_spins", "_copybuf")
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -211,6 +211,7 @@ class Mirror(Target):
         self._again = False
         self._tokens = 0
         self._spins = 0
+        self._copybuf = None
 
     @property
     def errors_handled(self):
@@ -558,9 +559,18 @@ class Mirror(Target):
         read_err = 0
         write_err = 0
         done = 0
+        # kcopyd's pages: one buffer per target, reused, when every destination is a
+        # backing file (it takes the data at submission); a stacked device may keep
+        # a queued write's data, so it gets a copy of its own
+        try:
+            direct = not any(self.leg_dev(m).is_dm for m in dests)
+        except OSError:
+            direct = False
+        if self._copybuf is None:
+            self._copybuf = bytearray(KCOPYD_CHUNK << 9)
         while done < count:
             n = min(KCOPYD_CHUNK, count - done)
-            buf = bytearray(n << 9)
+            buf = memoryview(self._copybuf)[:n << 9]
             rb = B.Bio(B.READ, self.legs[src]["offset"] + base + done, n, buf)
             try:
                 self.leg_dev(src).submit(rb)
@@ -574,7 +584,8 @@ class Mirror(Target):
             res = {}
             self._dm_io(B.WRITE, 0,
                         [(m, self.legs[m]["offset"] + base + done, n) for m in dests],
-                        bytes(buf), None, lambda bits: res.setdefault("bits", bits))
+                        buf if direct else bytes(buf), None,
+                        lambda bits: res.setdefault("bits", bits))
             bits = res.get("bits", 0)
             if bits:
                 write_err |= bits
