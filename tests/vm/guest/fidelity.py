@@ -1,8 +1,10 @@
 """Fidelity scenarios: one script of steps, run on the real kernel and on the simulator.
 
-A scenario names its backing devices by role (with sizes), and lists steps:
+A scenario names its backing devices by role (with sizes; ``(size, seed)`` for a device
+whose first MiB starts with payload(seed)), and lists steps:
 
-    ("create", NAME, TABLE)            TABLE may use {role} placeholders
+    ("create", NAME, TABLE)            TABLE may use {role} and {dm:NAME} placeholders
+    ("load", NAME, TABLE)              into the inactive slot (a resume swaps it in)
     ("write", NAME, SECTOR, NR, SEED)  SEED: int -> reproducible random bytes
     ("write_fua", NAME, SECTOR, NR, SEED)
     ("flush", NAME)                    an empty REQ_PREFLUSH bio (fsync of the node)
@@ -12,6 +14,8 @@ A scenario names its backing devices by role (with sizes), and lists steps:
     ("suspend"|"resume"|"remove", NAME)
     ("status"|"table", NAME)           observed: lines, device numbers -> role names
     ("info", NAME)                     observed: event_nr, open_count, suspended
+    ("deps", NAME)                     observed: the device numbers, as role names
+    ("tool", ROLE, ARGV...)            observed: rc, stdout, stderr of ARGV + [device]
     ("settle", NAME)                   wait for the kernel's background work (mirror
                                        resync, era digestion); the sim: ``settle``
     ("file", ROLE, OFFSET, LENGTH)     observed: those bytes of the role's backing file
@@ -78,20 +82,33 @@ class Driver:
     kind = "?"
 
     def __init__(self, roles):
-        self.roles = dict(roles)            # role -> size in bytes
+        # role -> size in bytes; a role given as (size, seed) starts with 1 MiB of
+        # payload(seed) at offset 0 instead of zeros
+        self.roles = {r: (v if isinstance(v, int) else v[0]) for r, v in roles.items()}
+        self.seeds = {r: v[1] for r, v in roles.items() if not isinstance(v, int)}
         self.paths = {}                     # role -> what tables name
         self.files = {}                     # role -> backing file
         self.devnos = {}                    # role -> "maj:min"
+        self.dm_devnos = {}                 # scenario dm device -> "maj:min"
+
+    def make_file(self, role, path):
+        with open(path, "wb") as f:
+            f.truncate(self.roles[role])
+            if role in self.seeds:
+                f.write(payload(self.seeds[role], 2048))
 
     def normalise(self, text):
-        """Backing device numbers -> role names (the kernel's loop devices and the
-        simulator's backing files have different numbers)."""
-        for role, devno in self.devnos.items():
+        """Device numbers -> role names: backing devices (the kernel's loop devices and
+        the simulator's backing files have different numbers) and the scenario's own
+        dm devices (their minors depend on what else exists)."""
+        for role, devno in list(self.devnos.items()) + list(self.dm_devnos.items()):
             text = re.sub(r"(?<![\d:])%s(?![\d:])" % re.escape(devno), "<%s>" % role, text)
         return text
 
     def fmt(self, table):
-        return table.format(**self.paths)
+        """{role} -> the role's device; {dm:NAME} -> MAJ:MIN of a scenario device."""
+        names = {"dm:" + n: d for n, d in self.dm_devnos.items()}
+        return re.sub(r"\{([^}]+)\}", lambda m: {**self.paths, **names}[m.group(1)], table)
 
     def file_bytes(self, role, offset=0, length=None):
         with open(self.files[role], "rb") as f:
@@ -140,9 +157,24 @@ class Driver:
         return "reply %r" % (reply,)
 
     def do_create(self, name, table):
-        self.mapper.create(name)
+        info = self.mapper.create(name)
+        self.dm_devnos[name] = "%d:%d" % (info.major, info.minor)
         self.mapper.load(name, _parse_table(self.fmt(table)))
         self.mapper.resume(name)
+
+    def do_deps(self, name):
+        return [self.normalise("%d:%d" % d) for d in self.mapper.deps(name)[1]]
+
+    def do_tool(self, role, *argv):
+        """A thin-provisioning tool on the role's device (its loop device, or the
+        simulator's file through a read-only loop device), e.g. era_invalidate
+        --metadata-snapshot on a live era device's metadata."""
+        rc, out, err = run_tool(argv, self.paths[role] if self.kind == "kernel"
+                                else self.files[role])
+        return "rc=%d\n%s%s" % (rc, out, err)
+
+    def do_load(self, name, table):
+        self.mapper.load(name, _parse_table(self.fmt(table)))
 
     def do_suspend(self, name):
         self.mapper.suspend(name)
@@ -152,6 +184,7 @@ class Driver:
 
     def do_remove(self, name):
         self.mapper.remove(name)
+        del self.dm_devnos[name]
 
     def do_status(self, name):
         return [self.normalise(l.format()) for l in self.mapper.status(name)[1]]
@@ -201,8 +234,7 @@ class KernelDriver(Driver):
         self.loops = []
         for role, size in self.roles.items():
             path = os.path.join(tmp, role + ".img")
-            with open(path, "wb") as f:
-                f.truncate(size)
+            self.make_file(role, path)
             loop = subprocess.run(["losetup", "-f", "--show", path], check=True,
                                   capture_output=True, text=True).stdout.strip()
             self.loops.append(loop)
@@ -287,8 +319,7 @@ class SimDriver(Driver):
         self.mapper = SimMapper(os.path.join(tmp, "simstate"))
         for role, size in self.roles.items():
             path = os.path.join(tmp, role + ".img")
-            with open(path, "wb") as f:
-                f.truncate(size)
+            self.make_file(role, path)
             self.files[role] = self.paths[role] = path
         minors = self.mapper.run(lambda env: {r: env.backing_file(p).minor
                                               for r, p in self.paths.items()})
@@ -343,15 +374,16 @@ def run_both(scenario, tmp_root):
     return k, kobs, s, sobs
 
 
-def era_dump(path, *opts):
-    """era_dump of a block device, or of a file through a read-only loop device:
-    thin-provisioning-tools open with O_DIRECT, which the guest's tmpfs refuses."""
+def run_tool(argv, path):
+    """``argv + [path]`` for a block device, or for a file through a read-only loop
+    device: thin-provisioning-tools open with O_DIRECT, which the guest's tmpfs
+    refuses.  -> (rc, stdout, stderr)"""
     loop = None
     if os.path.isfile(path):
         loop = subprocess.run(["losetup", "-r", "-f", "--show", path], check=True,
                               capture_output=True, text=True).stdout.strip()
     try:
-        p = subprocess.run(["era_dump", *opts, loop or path], capture_output=True, text=True)
+        p = subprocess.run([*argv, loop or path], capture_output=True, text=True)
     finally:
         if loop:
             subprocess.run(["losetup", "-d", loop], capture_output=True)

@@ -23,6 +23,7 @@ N = lambda base: base + F.SUFFIX                       # noqa: E731
 MiB = 1 << 20
 
 LIN, ZERO, ERR, STRIPE = N("fl-lin"), N("fl-zero"), N("fl-err"), N("fl-stripe")
+MULTI, UP = N("fl-multi"), N("fl-up")
 ERA, LWD, MIR, MIRD = N("fl-era"), N("fl-lw"), N("fl-mirror"), N("fl-mirrord")
 
 SCENARIOS = {
@@ -36,7 +37,11 @@ SCENARIOS = {
             ("write_fua", LIN, 64, 8, 3),
             ("flush", LIN),
             ("discard", LIN, 4096, 64),
+            ("discard", LIN, 3003, 13),               # not 4 KiB aligned
+            ("write", LIN, 6144, 2048, 5),            # 1 MiB in one bio
             ("read", LIN, 0, 256),
+            ("read", LIN, 2944, 128),
+            ("read", LIN, 6000, 2192),
             ("read", LIN, 4096, 64),
             ("suspend", LIN), ("info", LIN), ("table", LIN),
             ("resume", LIN), ("info", LIN),
@@ -63,6 +68,32 @@ SCENARIOS = {
         ],
         "compare_files": [],
     },
+    "multi-target-stack": {
+        "roles": {"lin": 4 * MiB},
+        "steps": [
+            ("create", MULTI, "0 1024 linear {lin} 0\n1024 1024 zero\n"
+                              "2048 1024 linear {lin} 4096\n3072 1024 error"),
+            ("status", MULTI), ("table", MULTI), ("deps", MULTI),
+            ("write", MULTI, 1000, 48, 61),           # linear -> zero
+            ("write", MULTI, 2040, 16, 62),           # zero -> linear
+            ("read", MULTI, 992, 64), ("read", MULTI, 2032, 32),
+            ("read", MULTI, 3064, 16),                # linear -> error
+            ("write", MULTI, 3068, 8, 63),
+            ("flush", MULTI),
+            ("discard", MULTI, 0, 64),                # the error target takes none
+            ("create", UP, "0 3072 linear {dm:%s} 0" % MULTI),
+            ("table", UP), ("deps", UP), ("info", MULTI),
+            ("write", UP, 1016, 16, 64), ("read", UP, 1008, 32),
+            ("write_fua", UP, 2048, 8, 65), ("read", MULTI, 2048, 8),
+            ("discard", UP, 0, 8),
+            ("suspend", UP), ("info", UP), ("resume", UP),
+            ("load", UP, "0 1024 linear {dm:%s} 2048" % MULTI),
+            ("table", UP), ("resume", UP), ("table", UP), ("info", UP),
+            ("read", UP, 0, 64),
+            ("remove", UP), ("info", MULTI), ("remove", MULTI),
+        ],
+        "compare_files": ["lin"],
+    },
     "striped": {
         "roles": {"s0": 4 * MiB, "s1": 4 * MiB, "s2": 4 * MiB},
         "steps": [
@@ -84,21 +115,27 @@ SCENARIOS = {
     "era": {
         "roles": {"meta": 4 * MiB, "origin": 16 * MiB},
         "steps": [
-            ("create", ERA, "0 32768 era {meta} {origin} 128"),
+            ("create", ERA, "0 16384 era {meta} {origin} 128"),
             ("status", ERA), ("table", ERA), ("info", ERA),
             ("write", ERA, 0, 8, 11),
             ("write", ERA, 5 * 128, 16, 12),
             ("write", ERA, 5 * 128 + 64, 8, 13),      # the same block again
+            ("write", ERA, 3 * 128 + 120, 16, 18),    # two blocks: split at max_io_len
             ("read", ERA, 0, 128),
             ("settle", ERA), ("status", ERA),
             ("message", ERA, "checkpoint"),
             ("settle", ERA), ("status", ERA),
+            ("load", ERA, "0 32768 era {meta} {origin} 128"),    # grow: resize in preresume
+            ("resume", ERA),
+            ("settle", ERA), ("status", ERA), ("table", ERA),
             ("write", ERA, 5 * 128, 8, 14),
             ("write_fua", ERA, 7 * 128, 8, 15),
             ("flush", ERA),
             ("discard", ERA, 9 * 128, 128),
             ("message", ERA, "take_metadata_snap"),
             ("status", ERA),
+            ("tool", "meta", "era_invalidate", "--metadata-snapshot", "--written-since", "2"),
+            ("tool", "meta", "era_invalidate", "--metadata-snapshot", "--written-since", "1"),
             ("message", ERA, "take_metadata_snap"),
             ("write", ERA, 200 * 128, 8, 16),
             ("message", ERA, "drop_metadata_snap"),
@@ -130,6 +167,12 @@ SCENARIOS = {
             ("write", LWD, 2048, 8, 24),
             ("message", LWD, "mark " + "m" * 40),
             ("message", LWD, "bogus"),
+            ("message", LWD, "mark"),
+            ("message", LWD, "mark a b"),
+            ("message", LWD, "mark " + "n" * 600),
+            ("discard", LWD, 3001, 7),
+            ("write", LWD, 6144, 2048, 26),           # 1 MiB in one bio
+            ("write_fua", LWD, 5000, 64, 27),
             ("flush", LWD),
             ("suspend", LWD), ("resume", LWD),
             ("status", LWD), ("info", LWD),
@@ -154,6 +197,25 @@ SCENARIOS = {
             ("suspend", MIR), ("resume", MIR),
             ("settle", MIR), ("status", MIR), ("info", MIR),
             ("write", MIR, 16376, 8, 33),
+            ("remove", MIR),
+        ],
+        "compare_files": ["leg1", "leg2"],
+    },
+    "mirror-nosync": {
+        "roles": {"leg1": (8 * MiB, 51), "leg2": (8 * MiB, 52)},
+        "steps": [
+            ("create", MIR, "0 16384 mirror core 2 1024 nosync 2 {leg1} 0 {leg2} 0"),
+            ("status", MIR), ("table", MIR), ("info", MIR),
+            ("read", MIR, 0, 64),                     # the default leg: leg1
+            ("write", MIR, 16, 8, 53),
+            ("read", MIR, 0, 64),
+            ("file", "leg2", 0, 64 << 9),
+            ("status", MIR), ("info", MIR),
+            ("remove", MIR),
+            ("file", "leg1", 0, 1 << 20), ("file", "leg2", 0, 1 << 20),
+            # without nosync the core log resyncs everything from leg1
+            ("create", MIR, "0 16384 mirror core 1 1024 2 {leg1} 0 {leg2} 0"),
+            ("settle", MIR), ("status", MIR), ("info", MIR),
             ("remove", MIR),
         ],
         "compare_files": ["leg1", "leg2"],
@@ -240,8 +302,8 @@ def _first_difference(a, b):
 
 def _compare_era(k, s, role):
     for opts in ((), ("--logical",)):
-        kd = F.era_dump(k.paths[role], *opts)              # its loop device
-        sd = F.era_dump(s.files[role], *opts)
+        kd = F.run_tool(["era_dump", *opts], k.paths[role])      # its loop device
+        sd = F.run_tool(["era_dump", *opts], s.files[role])
         assert kd[0] == 0 and kd[1], kd
         assert kd == sd, "era_dump %s differs\n%s" % (" ".join(opts), "\n".join(
             difflib.unified_diff(kd[1].splitlines(), sd[1].splitlines(), "kernel", "sim",
