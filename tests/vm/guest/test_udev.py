@@ -404,16 +404,20 @@ def test_verifyudev_like_dmsetup(udevd, loops):
     assert seen["dmctl"][2][2] == {}         # trusting udev: nobody made the node
 
 
-def _transaction(creator, joiner, name, loops):
+def _transaction(creator, joiner, name, loops, by_env=False):
     """``creator udevcreatecookie``; ``joiner create --udevcookie C``; ``creator
-    udevreleasecookie C``: the real udev's 95-dm-notify completes the joiner's uevent."""
+    udevreleasecookie C``: the real udev's 95-dm-notify completes the joiner's uevent.
+    ``by_env``: the cookie goes to both through DM_UDEV_COOKIE instead."""
     r = creator("udevcreatecookie")
     assert r.rc == 0 and re.fullmatch(r"0x[0-9A-F]{8}\n", r.stdout), r
     c = r.stdout.strip()
-    r = joiner("create", "--udevcookie", c, name, "--table", table(loops))
+    if by_env:
+        env, join, release = _env(DM_UDEV_COOKIE=c, DMCTL_UDEV_TIMEOUT="30"), (), ()
+    else:
+        env, join, release = _env(DMCTL_UDEV_TIMEOUT="30"), ("--udevcookie", c), (c,)
+    r = joiner("create", *join, name, "--table", table(loops), env=env)
     assert r.rc == 0 and r.stdout == r.stderr == "", r
-    r = creator("udevreleasecookie", c, timeout=60,
-                env=_env(DMCTL_UDEV_TIMEOUT="30"))
+    r = creator("udevreleasecookie", *release, timeout=60, env=env)
     assert (r.rc, r.stdout, r.stderr) == (0, "", ""), r
     assert node_state()["/dev/mapper/" + name].startswith("-> ../dm-")
     r = joiner("remove", name)
@@ -422,12 +426,12 @@ def _transaction(creator, joiner, name, loops):
 
 
 def test_cookie_transactions_across_tools(udevd, loops):
-    """A cookie made by one tool, joined by the other's create (--udevcookie) and
-    released by the first: udev's ``dmsetup udevcomplete`` completes dmctl's cookie and
+    """A cookie made by one tool, joined by the other's create (--udevcookie, or
+    DM_UDEV_COOKIE) and released by the first: udev's ``dmsetup udevcomplete`` completes dmctl's cookie and
     the reverse; the waiter returns and the node is udev's."""
     before = sems()
     _transaction(dc, ds, dev("txn-a"), loops)
-    _transaction(ds, dc, dev("txn-b"), loops)
+    _transaction(ds, dc, dev("txn-b"), loops, by_env=True)
     settle()
     no_cookies(before)
 
@@ -526,6 +530,31 @@ def test_timeout_reports_what_it_waited_for(udevd, loops):
         settle()
     assert cookie_lines() == []
     assert node_state() == {}
+
+
+def test_disable_udev_while_udev_runs_like_dmsetup(udevd, loops):
+    """DM_DISABLE_UDEV with udevd running: dmsetup's warning, no cookie, the library's
+    own block nodes (udev's dm rules disabled by the flags), as dmsetup."""
+    a, b = dev("disabled-a"), dev("disabled-b")
+    env = _env(DM_DISABLE_UDEV="1")
+    seen = {}
+    for tool, fn in TOOLS.items():
+        settle()
+        before = sems()
+        out = []
+        for step in (("create", a, "-u", "UDEV-" + a, "--table", table(loops)),
+                     ("rename", a, b), ("remove", b)):
+            r = fn(*step, env=env)
+            mapper = {k: v for k, v in node_state().items() if k.startswith("/dev/mapper/")}
+            assert sems() == before, (tool, step)
+            settle()                # udev's by-id links come when udev gets to them
+            out.append((r.triple(), mapper, node_state()))
+        seen[tool] = out
+    assert seen["dmsetup"] == seen["dmctl"]
+    (o, e, rc), mapper, _ = seen["dmctl"][0]
+    assert e.startswith("Udev is running and DM_DISABLE_UDEV environment variable is set.")
+    assert mapper["/dev/mapper/" + a].startswith("block 254:"), mapper
+    assert seen["dmctl"][2][2] == {}
 
 
 def test_without_udev_like_dmsetup(udevd, loops):
