@@ -25,6 +25,7 @@ import operator
 import pickle
 
 from dmctl.errors import TargetError
+from dmctl.pdata.errors import PDataError
 from dmctl.sim import bio as B
 from dmctl.targets.base import (STATUSTYPE_INFO, STATUSTYPE_TABLE, Target, parse_uint)
 
@@ -125,8 +126,11 @@ class Era(Target):
             t.md_ = EraMetadata(store, bs)
         except Exception as e:
             err, text = _meta_error(e)
+            # metadata_open fails silently on an I/O error (dm-bufio logs nothing);
+            # only the persistent-data checks (sb_check, ...) say why
+            logs = isinstance(e, PDataError) and getattr(e, "kernel_logs", True)
             raise TargetError(err, "Error reading metadata",
-                              log=DM_MSG_PREFIX + text if text else None)
+                              log=DM_MSG_PREFIX + text if text and logs else None)
         t.nr_blocks = 0
         t.suspended = True      # the worker starts at preresume
         ti.num_flush_bios = 1

@@ -136,6 +136,19 @@ def test_constructor_errors_are_the_kernels(mapper, era, params, text):
     assert not mapper.info("erabad").inactive_table
 
 
+def test_metadata_device_too_small_fails_without_an_era_log_line(mapper, era, backing):
+    # Linux 6.1 (the VM's fidelity test): the superblock read past the end of a
+    # 1 KiB metadata device fails with EIO in the block layer; era logs only ti->error.
+    tiny = backing("tiny", 1024)
+    mapper.create("erabad")
+    with pytest.raises(DmError) as ei:
+        mapper.load("erabad", [L(0, ORIGIN_SECTORS, "era", "%s %s 8" % (tiny, era.origin))])
+    assert ei.value.errno == errno.EIO
+    assert ei.value.detail.splitlines() == [
+        "device-mapper: table: 254:0: era: Error reading metadata (-EIO)",
+        "device-mapper: ioctl: error adding target to table"]
+
+
 def test_block_size_change_is_refused(mapper, era):
     era()
     mapper.remove("era1")

@@ -90,6 +90,7 @@ class Driver:
         self.files = {}                     # role -> backing file
         self.devnos = {}                    # role -> "maj:min"
         self.dm_devnos = {}                 # scenario dm device -> "maj:min"
+        self.knames = {}                    # role -> the kernel's name ("loop5")
 
     def make_file(self, role, path):
         with open(path, "wb") as f:
@@ -102,7 +103,9 @@ class Driver:
         the simulator's backing files have different numbers) and the scenario's own
         dm devices (their minors depend on what else exists)."""
         for role, devno in list(self.devnos.items()) + list(self.dm_devnos.items()):
-            text = re.sub(r"(?<![\d:])%s(?![\d:])" % re.escape(devno), "<%s>" % role, text)
+            text = re.sub(r"(?<![\d:])%s(?!\d)" % re.escape(devno), "<%s>" % role, text)
+        for role, kname in self.knames.items():       # the kernel's names: "loop5"
+            text = re.sub(r"\b%s\b" % re.escape(kname), "<%s>" % role, text)
         return text
 
     def fmt(self, table):
@@ -149,17 +152,30 @@ class Driver:
             return "error %s" % errno.errorcode.get(e.errno, e.errno)
         return None
 
+    def dm_error(self, e):
+        """A failed ioctl: errno and the kernel's log lines (the simulator's detail is
+        the log its kernel would write)."""
+        s = "error %s" % errno.errorcode.get(e.errno, e.errno)
+        return s + (": " + self.normalise(e.detail) if e.detail else "")
+
     def do_message(self, name, text):
         try:
             reply = self.mapper.message(name, 0, text)
         except DmError as e:
-            return "error %s" % errno.errorcode.get(e.errno, e.errno)
+            return self.dm_error(e)
         return "reply %r" % (reply,)
 
     def do_create(self, name, table):
+        """dmsetup create: create, load, resume; a failed load is observed (errno and
+        log lines) and the device removed again."""
         info = self.mapper.create(name)
         self.dm_devnos[name] = "%d:%d" % (info.major, info.minor)
-        self.mapper.load(name, _parse_table(self.fmt(table)))
+        try:
+            self.mapper.load(name, _parse_table(self.fmt(table)))
+        except DmError as e:
+            err = self.dm_error(e)
+            self.do_remove(name)
+            return err
         self.mapper.resume(name)
 
     def do_deps(self, name):
@@ -242,6 +258,7 @@ class KernelDriver(Driver):
             self.paths[role] = loop
             rdev = os.stat(loop).st_rdev
             self.devnos[role] = "%d:%d" % (os.major(rdev), os.minor(rdev))
+            self.knames[role] = os.path.basename(loop)
 
     def close(self):
         for name in reversed(self.created):
@@ -258,7 +275,7 @@ class KernelDriver(Driver):
 
     def do_create(self, name, table):
         self.created.append(name)
-        super().do_create(name, table)
+        return super().do_create(name, table)
 
     def _open(self, name, flags):
         return os.open(self.node(name), flags | os.O_DIRECT | os.O_CLOEXEC)
@@ -324,6 +341,7 @@ class SimDriver(Driver):
         minors = self.mapper.run(lambda env: {r: env.backing_file(p).minor
                                               for r, p in self.paths.items()})
         self.devnos = {r: "7:%d" % m for r, m in minors.items()}
+        self.knames = {r: "loop%d" % m for r, m in minors.items()}
 
     def close(self):
         self.mapper.close()

@@ -23,7 +23,8 @@ N = lambda base: base + F.SUFFIX                       # noqa: E731
 MiB = 1 << 20
 
 LIN, ZERO, ERR, STRIPE = N("fl-lin"), N("fl-zero"), N("fl-err"), N("fl-stripe")
-MULTI, UP = N("fl-multi"), N("fl-up")
+MULTI, UP, BAD = N("fl-multi"), N("fl-up"), N("fl-bad")
+MIR3 = N("fl-mirror3")
 ERA, LWD, MIR, MIRD = N("fl-era"), N("fl-lw"), N("fl-mirror"), N("fl-mirrord")
 
 SCENARIOS = {
@@ -94,6 +95,30 @@ SCENARIOS = {
         ],
         "compare_files": ["lin"],
     },
+    "bad-tables": {
+        # failed loads: errno and the kernel's log lines must match
+        "roles": {"a": 1 * MiB, "b": 1 * MiB, "tiny": 1024},
+        "steps": [
+            ("create", BAD, "0 1001 striped 2 8 {a} 0 {b} 0"),
+            ("create", BAD, "0 1024 striped 2 3 {a} 0 {b} 0"),
+            ("create", BAD, "0 1024 striped 3 8 {a} 0 {b} 0"),
+            ("create", BAD, "0 4096 linear {a} 0"),
+            ("create", BAD, "0 1024 linear {a}"),
+            ("create", BAD, "0 1024 nosuchtarget"),
+            ("create", BAD, "0 1024 linear {a} 0\n1000 24 zero"),
+            ("create", BAD, "0 1024 zero 1"),
+            ("create", BAD, "0 1024 era {a} {b} 7"),
+            ("create", BAD, "0 1024 era {a} {b}"),
+            ("create", BAD, "0 1024 era {tiny} {b} 8"),
+            ("create", BAD, "0 1024 log-writes {a}"),
+            ("create", BAD, "0 1024 mirror core 1 1000 2 {a} 0 {b} 0"),
+            ("create", BAD, "0 1024 mirror core 1 128 1 {a} 0"),
+            ("create", BAD, "0 2048 mirror core 1 128 2 {a} 0 {b} 0 1 bogus"),
+            ("create", BAD, "0 2048 mirror core 1 128 2 {a} 0 {b} 0 1 keep_log"),
+            ("create", BAD, "0 2048 mirror disk 2 {tiny} 128 2 {a} 0 {b} 0"),
+        ],
+        "compare_files": ["a", "b"],
+    },
     "striped": {
         "roles": {"s0": 4 * MiB, "s1": 4 * MiB, "s2": 4 * MiB},
         "steps": [
@@ -145,6 +170,9 @@ SCENARIOS = {
             ("settle", ERA), ("status", ERA),
             ("suspend", ERA), ("info", ERA), ("resume", ERA),
             ("write", ERA, 255 * 128, 8, 17),
+            ("load", ERA, "0 24576 era {meta} {origin} 128"),    # shrink
+            ("resume", ERA),
+            ("write", ERA, 150 * 128, 8, 19),
             ("settle", ERA), ("status", ERA), ("info", ERA),
             ("remove", ERA),
         ],
@@ -200,6 +228,27 @@ SCENARIOS = {
             ("remove", MIR),
         ],
         "compare_files": ["leg1", "leg2"],
+    },
+    "mirror-3legs": {
+        "roles": {"leg1": (4 * MiB, 71), "leg2": 4 * MiB, "leg3": (4 * MiB, 72),
+                  "mlog": 64 * 1024},
+        "steps": [
+            # 7000 sectors, regions of 512: 14 regions, the last one partial
+            ("create", MIR3, "0 7000 mirror disk 2 {mlog} 512 3 {leg1} 0 {leg2} 0 "
+                             "{leg3} 1024 1 handle_errors"),
+            ("settle", MIR3),
+            ("status", MIR3), ("table", MIR3), ("info", MIR3), ("deps", MIR3),
+            ("write", MIR3, 6990, 10, 73),
+            ("write_fua", MIR3, 500, 24, 74),
+            ("read", MIR3, 0, 1024),
+            ("flush", MIR3),
+            ("suspend", MIR3), ("file", "mlog", 0, ML.buf_size(14)),
+            ("resume", MIR3), ("settle", MIR3), ("status", MIR3),
+            ("remove", MIR3),
+            ("file", "mlog", 0, ML.buf_size(14)),
+            ("file", "leg3", 1024 << 9, 7000 << 9),
+        ],
+        "compare_files": ["leg1", "leg2", "leg3", "mlog"],
     },
     "mirror-nosync": {
         "roles": {"leg1": (8 * MiB, 51), "leg2": (8 * MiB, 52)},
