@@ -1,7 +1,10 @@
 """The userspace dirty log's identity and clustering: a log is its uuid plus the luid
 of one table instance (live and inactive tables of one mirror are two logs), and one
 log server (``DMCTL_LOGD_DIR``) serves several simulated hosts as cmirrord's cluster
-does: a region two nodes marked is clean only when both have cleared it."""
+does: a region several nodes marked is clean only when all have cleared it; a node
+that leaves cleanly has cleared its marks, one that crashes leaves the cluster with
+its marks kept (its regions stay dirty until it rejoins and writes them, or the next
+activation resyncs them); one region at a time is recovered, by one node."""
 
 import os
 import struct
@@ -342,3 +345,204 @@ def test_a_server_saved_before_nodes_existed_still_serves(mapper, loops):
     assert (l["node"], l["uuid"], l["clean"], l["marks"]) == (1, "LVM-OLD", set(range(16)), [])
     mapper.remove("mu")
     assert U.logd_stop(mapper) == 0
+
+
+# -- 3. three hosts, one server: marks, leaving, crashing, recovery ----------------------------
+
+@pytest.fixture
+def cluster3(mapper, loops, tmp_path, monkeypatch):
+    """Hosts A (the test's sim dir), B and C on the same backing files and one server."""
+    monkeypatch.setenv("DMCTL_LOGD_DIR", str(tmp_path / "logd"))
+    hosts = [mapper]
+    for name in ("hostB", "hostC"):
+        h = SimMapper(str(tmp_path / name))
+        h.run(lambda env: [env.backing_file(p) for p in loops])
+        hosts.append(h)
+    assert U.logd_start(mapper)
+    yield hosts
+    for m in hosts:
+        try:
+            m.remove("mu")
+        except Exception:
+            pass
+    U.logd_stop(mapper, force=True)
+    for h in hosts[1:]:
+        h.close()
+
+
+def _join_all(hosts, table, loops):
+    for m in hosts:
+        mk(m, "mu", "0 16384 mirror " + table % ("LVM-C3", loops[4], loops[5]))
+
+
+def _copies(m):
+    return {l["node"]: l for l in U.logd_logs(m)}
+
+
+def _disk_clean(path, n=16):
+    with open(path, "rb") as f:
+        return F.clean_regions(f.read(8192), n)
+
+
+@pytest.mark.parametrize("table", [CORE, DISK])
+def test_three_hosts_region_is_clean_only_when_all_are_done(cluster3, loops, table):
+    a_host, b_host, c_host = cluster3
+    _join_all(cluster3, table, loops)
+    assert sorted((l["node"], l["server"]) for l in U.logd_logs(c_host)) == [
+        (1, True), (2, False), (3, False)]
+    for m in cluster3:
+        _mark(m, 5)
+    for l in U.logd_logs(a_host):
+        assert l["marks"] == [(1, 5), (2, 5), (3, 5)] and 5 not in l["clean"]
+    # any two finishing is not enough, whatever the order
+    _mark(c_host, 5, clear=True)
+    _mark(a_host, 5, clear=True)
+    for m in cluster3:
+        assert _is_clean(m, 5) == 0
+    for l in U.logd_logs(a_host):
+        assert l["marks"] == [(2, 5)]
+    if table is DISK:
+        assert 5 not in _disk_clean(loops[6])
+    _mark(b_host, 5, clear=True)
+    for m in cluster3:
+        assert _is_clean(m, 5) == 1
+    assert all(l["marks"] == [] and l["clean"] == set(range(16)) for l in U.logd_logs(b_host))
+    if table is DISK:
+        assert _disk_clean(loops[6]) == set(range(16))
+
+    # real writes of all three into one region, each reads the others' data
+    data = [os.urandom(8 * 512) for _ in cluster3]
+    for i, m in enumerate(cluster3):
+        sio.write(m, "mu", 7 * 1024 + 64 * i, data[i])
+    for i, m in enumerate(cluster3):
+        j = (i + 1) % 3
+        assert sio.read(m, "mu", 7 * 1024 + 64 * j, 8) == data[j]
+    with open(loops[4], "rb") as fa, open(loops[5], "rb") as fb:
+        assert fa.read() == fb.read()
+    assert all(l["marks"] == [] and l["clean"] == set(range(16)) for l in U.logd_logs(a_host))
+
+
+def test_a_host_that_removes_its_mirror_leaves_no_marks(cluster3, loops):
+    """A clean leave: the kernel completes the host's writes (clearing its marks)
+    before it suspends, so what the others still have marked decides alone."""
+    a_host, b_host, c_host = cluster3
+    _join_all(cluster3, CORE, loops)
+    _mark(a_host, 2)
+    sio.write(c_host, "mu", 2 * 1024, os.urandom(4096))      # marked and cleared
+    c_host.remove("mu")
+    assert sorted(_copies(a_host)) == [1, 2]
+    assert all(l["marks"] == [(1, 2)] for l in U.logd_logs(a_host))
+    _mark(a_host, 2, clear=True)
+    assert _is_clean(b_host, 2) == 1
+
+
+@pytest.mark.parametrize("who", [2, 0])       # host C (node 3), host A (node 1, the server)
+def test_a_host_that_crashes_leaves_the_cluster_its_regions_stay_dirty(cluster3, loops, who):
+    """``sim crash`` on one host: its logs leave the server (corosync sees the node
+    go), a new server takes over if it was the server; its marks stay, as in
+    cmirrord, so the regions it was writing stay dirty on disk for the others --
+    until it rejoins and writes them again."""
+    hosts = list(cluster3)
+    _join_all(hosts, DISK, loops)
+    gone = hosts[who]
+    node = who + 1
+    left = [m for m in hosts if m is not gone]
+    _mark(gone, 9)                         # a write in flight at the power cut
+    _mark(left[0], 9)
+    _mark(left[1], 10)
+    sio.crash(gone)
+    copies = _copies(left[0])
+    assert sorted(copies) == sorted(i + 1 for i, m in enumerate(hosts) if m is not gone)
+    server = min(copies)
+    assert [n for n, l in copies.items() if l["server"]] == [server]
+    assert all(sorted(l["marks"]) == sorted([(node, 9), (hosts.index(left[0]) + 1, 9),
+                                             (hosts.index(left[1]) + 1, 10)])
+               for l in copies.values())
+    _mark(left[0], 9, clear=True)
+    _mark(left[1], 10, clear=True)
+    for m in left:
+        assert _is_clean(m, 9) == 0 and _is_clean(m, 10) == 1
+    # the new server writes the disk log: 10 clean again, 9 (the crashed node's) dirty
+    assert _disk_clean(loops[6]) == set(range(16)) - {9}
+    for m in left:
+        assert status_line(m, "mu").startswith("0 16384 mirror 2 7:4 7:5 16/16 1 AA")
+
+    # the host comes back (same node id) and writes region 9 again: clean everywhere
+    mk(gone, "mu", "0 16384 mirror " + DISK % ("LVM-C3", loops[4], loops[5]))
+    assert sorted(_copies(gone)) == [1, 2, 3]
+    sio.write(gone, "mu", 9 * 1024, os.urandom(4096))
+    for m in hosts:
+        assert _is_clean(m, 9) == 1
+    assert _disk_clean(loops[6]) == set(range(16))
+
+
+def test_regions_of_a_crashed_host_are_resynced_at_the_next_activation(cluster3, loops):
+    """If the crashed host never writes them again, the cluster's next activation
+    reads the disk log and recovers them (the crashed write may be on one leg)."""
+    a_host, b_host, c_host = cluster3
+    _join_all(cluster3, DISK, loops)
+    _mark(c_host, 12)
+    with open(loops[5], "r+b") as f:         # the write reached one leg only
+        f.seek(12 * 1024 * 512)
+        f.write(b"\xee" * 4096)
+    sio.crash(c_host)
+    a_host.remove("mu")
+    b_host.remove("mu")
+    assert U.logd_logs(a_host) == []
+    assert 12 not in _disk_clean(loops[6])
+    mk(a_host, "mu", "0 16384 mirror " + DISK % ("LVM-C3", loops[4], loops[5]))
+    sio.settle(a_host)
+    assert status_line(a_host, "mu").startswith("0 16384 mirror 2 7:4 7:5 16/16 1 AA")
+    assert _disk_clean(loops[6]) == set(range(16))
+    with open(loops[4], "rb") as fa, open(loops[5], "rb") as fb:
+        assert fa.read() == fb.read()
+
+
+class _PowerCut(Exception):
+    pass
+
+
+def test_only_one_host_recovers_a_region_at_a_time(cluster3, loops):
+    """cmirrord hands out one region to recover for the whole cluster: while host A
+    holds one, B's and C's kmirrord get no work; a host that loses power while it
+    holds one does not block the others' recovery."""
+    a_host, b_host, c_host = cluster3
+    # 2048 regions to resync: each activation recovers only some (bounded work)
+    table = "0 16384 mirror userspace 3 LVM-RC clustered-core 8 2 %s 0 %s 0" % (
+        loops[4], loops[5])
+    for m in cluster3:
+        mk(m, "mu", table)
+
+    def grab(m):
+        return m.run(lambda env: target(env, "mu").log.get_resync_work())
+
+    def synced(m):
+        return _server_copy(m)["sync_count"]
+
+    def a_step(env):
+        i, region = target(env, "mu").log.get_resync_work()
+        assert i == 1
+        before = synced(b_host)
+        assert 0 < before < 2048
+        for m in (b_host, c_host):              # their own commands' work included
+            assert grab(m) == (0, None)
+            assert sio.settle(m) == 0
+        assert synced(c_host) == before
+        return region, before
+    region, before = a_host.run(a_step)
+    # A's kmirrord asks again, gets the same region back and recovers it (and more)
+    assert synced(a_host) > before
+    assert region in _server_copy(a_host)["clean"]
+
+    # C takes a region and loses power before it is copied
+    def c_step(env):
+        i, region = target(env, "mu").log.get_resync_work()
+        assert i == 1
+        raise _PowerCut(region)
+    with pytest.raises(_PowerCut):
+        c_host.run(c_step)
+    assert grab(a_host) == (0, None)
+    sio.crash(c_host)
+    assert sorted(_copies(a_host)) == [1, 2]
+    i, _ = grab(b_host)
+    assert i == 1

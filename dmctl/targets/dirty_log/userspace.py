@@ -59,7 +59,12 @@ backing files); a joining node's checkpoint also carries the mark list (cmirrord
 carries the bitmaps and the recovering region only), so every copy stays the same;
 the shared server's state is committed with each request, so a dmctl command that
 is rolled back (a bug, not a kernel error) does not undo what the server saw -- as
-with a real daemon.
+with a real daemon.  ``dmctl sim crash`` of a host is its node leaving every CPG
+(corosync's view of a dead node): its logs go, a region it was recovering is free
+again, its marks stay with the others (cmirrord's rule: such a region stays dirty
+until that node clears it after rejoining, or the next activation resyncs it); a
+shared server's disk-log writes are FUA, since the log device is shared storage
+that one host's power cut cannot undo (the simulator's volatile caches are per host).
 """
 
 import errno
@@ -231,6 +236,24 @@ def connector_send(env, msg):
         reply = server.handle(env, msg, node)
         home.put(pickle.dumps(server, protocol=4))
         return reply
+    return home.locked(fn)
+
+
+def host_crashed(env):
+    """``dmctl sim crash``: this host's cmirrord goes down with it, so the server
+    drops the host's logs (see LogServer.node_left).  Returns how many went."""
+    home = _Home(env.store)
+
+    def fn():
+        blob = home.get()
+        if blob is None:
+            return 0
+        server = _load_server(blob)
+        node = server.nodes.get(home.node_key) if home.shared else MY_NODE
+        if node is None or not server.node_left(node):
+            return 0
+        home.put(pickle.dumps(server, protocol=4))
+        return 1
     return home.locked(fn)
 
 
@@ -502,6 +525,24 @@ class LogServer:
         if n is None:
             n = self.nodes[key] = max(self.nodes.values(), default=0) + 1
         return n
+
+    def node_left(self, node):
+        """``node``'s host went down without suspending its logs (a power cut):
+        corosync reports it gone from every CPG (cpg_leave_callback).  Its own copies
+        die with its cmirrord; the other members forget a region it was recovering
+        (it will never send SET_REGION_SYNC) and, as cmirrord does, keep its marks: a
+        region it had marked stays dirty (in the disk log too) until that node marks
+        and clears it again after rejoining, or the next activation of the whole
+        cluster resyncs it.  Returns the number of logs that went."""
+        gone = [key for key in self.logs if key[0] == node]
+        for key in gone:
+            del self.logs[key]
+        for lc in self.logs.values():
+            if lc.recoverer == node and lc.recovering_region != -1:
+                lc.recovering_region = -1
+        if gone:
+            self._say("node %d left (%d log(s))" % (node, len(gone)))
+        return len(gone)
 
     def _say(self, line):
         self.log_lines.append(line)
@@ -795,7 +836,11 @@ class LogServer:
         data[0:16] = F.pack_header(lc.region_count)
         nb = -(-lc.region_count // 8)
         data[F.BITS_OFFSET:F.BITS_OFFSET + nb] = lc.clean_bits[:nb]
-        err = _io(env, devno or lc.devno, B.WRITE, len(data) >> 9, bytes(data))
+        # shared by several hosts, the log device is shared storage: what cmirrord's
+        # O_DIRECT write put there outlives the host whose kernel carried it (the
+        # simulator's volatile caches are per host, so the write is made FUA)
+        err = _io(env, devno or lc.devno, B.WRITE, len(data) >> 9, bytes(data),
+                  B.FUA if self.nodes else 0)
         if err:
             lc.disk_failed = 1
 
@@ -817,12 +862,12 @@ def _is_number(s):
         return False
 
 
-def _io(env, devno, op, nr, data):
+def _io(env, devno, op, nr, data, flags=0):
     try:
         dev = env.device_by_devno(devno)
     except OSError:
         return errno.EIO
-    b = B.Bio(op, 0, nr, data, 0)
+    b = B.Bio(op, 0, nr, data, flags)
     dev.submit(b)
     return b.error if b.done else errno.EIO
 
