@@ -214,7 +214,8 @@ class Driver:
 
     def do_settle(self, name, timeout=60.0):
         """Wait until the target's background work is over: a mirror until every region
-        is in sync, anything else until its status stops changing (era digestion).  The
+        is in sync (or, when its resync fails, its status has not changed for 2 s),
+        anything else until its status stops changing (era digestion).  The
         kernel's work runs by itself (we sleep); the simulator's runs in ``background``.
         Both drivers then ask for the status the same way, because an era status is an
         RPC to the worker that commits the metadata: the last status seen here is of a
@@ -228,10 +229,9 @@ class Driver:
                  if " mirror " in l]
             if m and all(x and x.group(1) == x.group(2) for x in m):
                 return None
-            if not m:
-                same = same + 1 if lines == last else 0
-                if same >= 2:
-                    return None
+            same = same + 1 if lines == last else 0
+            if same >= (2 if not m else 10):      # a failing resync: 2 s unchanged
+                return None
             last = lines
         raise AssertionError("%s did not settle: %r" % (name, last))
 

@@ -24,7 +24,8 @@ MiB = 1 << 20
 
 LIN, ZERO, ERR, STRIPE = N("fl-lin"), N("fl-zero"), N("fl-err"), N("fl-stripe")
 MULTI, UP, BAD = N("fl-multi"), N("fl-up"), N("fl-bad")
-MIR3 = N("fl-mirror3")
+MIR3, ERRLEG, MIRE = N("fl-mirror3"), N("fl-errleg"), N("fl-mirrore")
+STRIPE2 = N("fl-stripe2")
 ERA, LWD, MIR, MIRD = N("fl-era"), N("fl-lw"), N("fl-mirror"), N("fl-mirrord")
 
 SCENARIOS = {
@@ -44,7 +45,7 @@ SCENARIOS = {
             ("read", LIN, 2944, 128),
             ("read", LIN, 6000, 2192),
             ("read", LIN, 4096, 64),
-            ("suspend", LIN), ("info", LIN), ("table", LIN),
+            ("suspend", LIN), ("info", LIN), ("table", LIN), ("status", LIN),
             ("resume", LIN), ("info", LIN),
             ("write", LIN, 8184, 8, 4),
             ("read", LIN, 8184, 8),
@@ -134,6 +135,13 @@ SCENARIOS = {
             ("write", STRIPE, 12280, 8, 10),
             ("info", STRIPE), ("status", STRIPE),
             ("remove", STRIPE),
+            ("create", STRIPE2, "0 4608 striped 2 24 {s0} 2048 {s2} 4096"),
+            ("status", STRIPE2), ("table", STRIPE2),
+            ("write", STRIPE2, 20, 40, 11),
+            ("discard", STRIPE2, 30, 100),
+            ("write_fua", STRIPE2, 4600, 8, 12),
+            ("read", STRIPE2, 0, 512),
+            ("remove", STRIPE2),
         ],
         "compare_files": ["s0", "s1", "s2"],
     },
@@ -202,7 +210,7 @@ SCENARIOS = {
             ("write", LWD, 6144, 2048, 26),           # 1 MiB in one bio
             ("write_fua", LWD, 5000, 64, 27),
             ("flush", LWD),
-            ("suspend", LWD), ("resume", LWD),
+            ("suspend", LWD), ("status", LWD), ("resume", LWD),
             ("status", LWD), ("info", LWD),
             ("write", LWD, 4096, 8, 25),
             ("remove", LWD),
@@ -214,6 +222,7 @@ SCENARIOS = {
         "roles": {"leg1": 8 * MiB, "leg2": 8 * MiB},
         "steps": [
             ("create", MIR, "0 16384 mirror core 1 1024 2 {leg1} 0 {leg2} 0"),
+            ("write", MIR, 8, 8, 30), ("write", MIR, 15360, 64, 34),   # during resync
             ("settle", MIR),
             ("status", MIR), ("table", MIR), ("info", MIR),
             ("write", MIR, 0, 8, 31),
@@ -222,7 +231,7 @@ SCENARIOS = {
             ("discard", MIR, 4096, 64),
             ("read", MIR, 0, 64),
             ("settle", MIR), ("status", MIR),
-            ("suspend", MIR), ("resume", MIR),
+            ("suspend", MIR), ("status", MIR), ("info", MIR), ("resume", MIR),
             ("settle", MIR), ("status", MIR), ("info", MIR),
             ("write", MIR, 16376, 8, 33),
             ("remove", MIR),
@@ -268,6 +277,23 @@ SCENARIOS = {
             ("remove", MIR),
         ],
         "compare_files": ["leg1", "leg2"],
+    },
+    "mirror-errleg": {
+        "roles": {"leg1": (2 * MiB, 81)},
+        "steps": [
+            ("create", ERRLEG, "0 4096 error"),
+            ("create", MIRE, "0 4096 mirror core 1 1024 2 {leg1} 0 {dm:%s} 0" % ERRLEG),
+            ("settle", MIRE),
+            ("status", MIRE), ("table", MIRE), ("info", MIRE), ("deps", MIRE),
+            ("read", MIRE, 0, 64),
+            ("write", MIRE, 2048, 8, 82),
+            ("read", MIRE, 2048, 8),
+            ("settle", MIRE), ("status", MIRE), ("info", MIRE),
+            ("suspend", MIRE), ("resume", MIRE),
+            ("settle", MIRE), ("status", MIRE), ("info", MIRE),
+            ("remove", MIRE), ("remove", ERRLEG),
+        ],
+        "compare_files": ["leg1"],
     },
     "mirror-disk": {
         "roles": {"leg1": 8 * MiB, "leg2": 8 * MiB, "mlog": 1 * MiB},
