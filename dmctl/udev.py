@@ -383,7 +383,7 @@ class UdevTransaction:
         elif t.op == "remove":
             if info is not None and getattr(info, "flags", 0) & DM_DEFERRED_REMOVE:
                 return
-            if t.name:
+            if t.name and not rely:         # libdm: rm_dev_node only without trust
                 self.stack("del", t.name, check_udev=check_udev, rely=rely)
         elif t.op == "rename":
             if not t.set_uuid and t.name and t.new_name:

@@ -268,6 +268,38 @@ def test_debug_lines_at_vvv(env, monkeypatch, capsys):
     ]
 
 
+def test_remove_trusting_udev_stacks_no_node_op(env, monkeypatch, capsys):
+    # libdm's _dm_task_node_ops stacks NODE_DEL only when it does not rely on udev:
+    # dmsetup -vvv remove with udev running (VM tier, tests/vm/guest/test_udev.py)
+    # prints no "Stacking NODE_DEL [trust_udev]" / "Skipping NODE_DEL" lines.
+    from dmctl.cli import cookies
+    udev_up(env, monkeypatch)
+    ctx = make_ctx(verbose=3, command="remove")
+    c = cookies.sync_begin(ctx, 0x20)
+    ck.complete(c)
+    cookies.sync_done(ctx, c, DeviceInfo(flags=UEVENT))
+    cookies.remove_node(ctx, "udevtest", c)
+    assert ctx._dmctl_udev_tx.node_ops == []
+    assert cookies.sync_wait(ctx, c)
+    assert "NODE_DEL" not in capsys.readouterr().out
+    tx = udev.UdevTransaction(make_ctx(command="remove"))
+    t = tx.begin("remove", name="udevtest")
+    ck.complete(tx.cookie)
+    t.done(DeviceInfo(name="udevtest", flags=UEVENT))
+    assert tx.node_ops == [] and tx.finish()
+    # without trust (--verifyudev) the NODE_DEL is stacked and processed
+    ctx = make_ctx("verifyudev", verbose=3, command="remove")
+    c = cookies.sync_begin(ctx, 0)
+    ck.complete(c)
+    cookies.sync_done(ctx, c, DeviceInfo(flags=UEVENT))
+    cookies.remove_node(ctx, "udevtest", c)
+    assert [o.kind for o in ctx._dmctl_udev_tx.node_ops] == ["del"]
+    assert cookies.sync_wait(ctx, c)
+    out = capsys.readouterr().out
+    assert "udevtest: Stacking NODE_DEL [verify_udev]" in out
+    assert "udevtest: Processing NODE_DEL [verify_udev]" in out
+
+
 def test_not_running_debug_line(env, capsys):
     udev.UdevTransaction(make_ctx(verbose=3))
     assert capsys.readouterr().out == (

@@ -344,6 +344,39 @@ def test_lifecycle_waits_for_udev_like_dmsetup(udevd, events, loops):
     assert props.get("DM_UDEV_DISABLE_LIBRARY_FALLBACK_FLAG") == "1", props
 
 
+UDEV_DEBUG = re.compile(r"Udev cookie|NODE_|[Uu]dev")
+
+
+def udev_debug(text):
+    """libdm's udev and node-op debug lines of a -vvv run, cookie values and semaphore
+    ids masked (the other debug lines -- ioctl traces, timestamps -- are not dmctl's)."""
+    return [re.sub(r"0x[0-9a-f]+ \(semid \d+\)", "COOKIE (semid N)", l)
+            for l in text.splitlines() if UDEV_DEBUG.search(l)]
+
+
+def test_vvv_udev_debug_lines_like_dmsetup(udevd, loops):
+    """At -vvv both tools log the same cookie life cycle (created, incremented,
+    assigned to the task with its flags, decremented, waiting for zero, destroyed)
+    and the same node operations: the resume's NODE_ADD stacked and skipped
+    [trust_udev]; for remove nothing at all (libdm stacks NODE_DEL only when it does
+    not rely on udev)."""
+    name = dev("vvv")
+    seen = {}
+    for tool, fn in TOOLS.items():
+        settle()
+        out = []
+        for step in (("create", "-vvv", name, "--table", table(loops)),
+                     ("remove", "-vvv", name)):
+            r = fn(*step)
+            assert r.rc == 0, (tool, r)
+            out.append(udev_debug(r.stdout))
+        seen[tool] = out
+    assert seen["dmsetup"] == seen["dmctl"]
+    assert "%s: Skipping NODE_ADD (254,0) 0:6 0660 [trust_udev]" % name in seen["dmctl"][0]
+    assert not [l for l in seen["dmctl"][1] if "NODE_" in l], seen["dmctl"][1]
+    assert "Udev cookie COOKIE (semid N) destroyed" in seen["dmctl"][1]
+
+
 def test_noudevsync_like_dmsetup(udevd, events, loops):
     """--noudevsync: no semaphore (the uevent's DM_COOKIE carries flags only), the same
     output and, once udev has settled, the same nodes as dmsetup --noudevsync."""
@@ -501,7 +534,8 @@ def test_timeout_reports_what_it_waited_for(udevd, loops):
     """udev never completes the cookie of ``hang-dmctl-vm``: dmsetup waits for ever
     (killed here after 6 s); dmctl gives up after DMCTL_UDEV_TIMEOUT / --udevtimeout
     seconds, names the cookie, its semaphore and the device and uevent it waited for,
-    removes the semaphore and exits 0 (man dmctl: the operation itself succeeded)."""
+    removes the semaphore and exits 0 (man dmctl: the operation itself succeeded);
+    so does ``udevreleasecookie`` of a transaction udev never completes."""
     name = dev("hang")
     before = sems()
     r = ds("create", name, "--table", table(loops), timeout=6)
@@ -528,6 +562,20 @@ def test_timeout_reports_what_it_waited_for(udevd, loops):
         assert took < 30, took
         assert sems() == before, "the timed-out cookie's semaphore was left"
         settle()
+    # udevreleasecookie of a transaction whose uevent udev never completes
+    c = dc("udevcreatecookie").stdout.strip()
+    r = ds("create", "--udevcookie", c, name, "--table", table(loops))
+    assert r.rc == 0, r
+    t = time.monotonic()
+    r = dc("udevreleasecookie", "--udevtimeout", "2", c, timeout=60)
+    assert time.monotonic() - t < 30
+    assert (r.rc, r.stdout) == (0, ""), r
+    assert re.match(r"Udev cookie 0x%x \(semid \d+\) was not completed within 2 s: 1 "
+                    r"uevent\(s\) of this transaction were not acknowledged by udev"
+                    % int(c, 16), r.stderr), r.stderr
+    assert sems() == before
+    ds("remove", "--noudevsync", name)
+    settle()
     assert cookie_lines() == []
     assert node_state() == {}
 
