@@ -17,6 +17,7 @@ holes, and holes are never filled by the cache.
 """
 
 import ctypes
+import errno
 import os
 import pickle
 from array import array
@@ -46,15 +47,6 @@ def _punch_hole(fd, offset, length):
             done += n
 
 
-def _is_hole(fd, offset, length):
-    """True when [offset, offset+length) holds no data (SEEK_DATA)."""
-    try:
-        nxt = os.lseek(fd, offset, os.SEEK_DATA)
-    except OSError:
-        return True  # ENXIO: no data after offset
-    return nxt >= offset + length
-
-
 class WriteCache:
     """The volatile cache state of one backing file (persisted between processes).
 
@@ -66,7 +58,7 @@ class WriteCache:
     huge sparse file cost memory per dirty run, not per block of the file.
     """
 
-    __slots__ = ("_starts", "_exts", "_raw", "jpath", "jfd", "changed")
+    __slots__ = ("_starts", "_exts", "_raw", "jpath", "jfd", "changed", "_hole")
 
     # first word of the persisted state: extents follow as (start, end, joff) triples
     # (state written before extents is (block, joff) pairs, blocks being >= 0)
@@ -78,6 +70,10 @@ class WriteCache:
         self.changed = False
         self._starts = self._exts = None
         self._raw = state           # parsed on first use: reads never need it
+        # [lo, hi): bytes of the file known to be a hole (from the last SEEK_DATA,
+        # less what was written since): a write streaming into a sparse file asks
+        # once, not once per bio.  Kept for this process's step only.
+        self._hole = None
         if not state:
             self._set([])
 
@@ -161,7 +157,7 @@ class WriteCache:
             e = min(stop, exts[i][0]) if i < len(exts) else stop
             start = cur * BLOCK
             n = (e - cur) * BLOCK
-            if _is_hole(fd, start, n):
+            if self._is_hole(fd, start, n):
                 j = -1
             else:
                 pre = os.pread(fd, n, start)
@@ -172,6 +168,27 @@ class WriteCache:
                 os.pwrite(jfd, pre, j)
             i, cur = self._insert(i, cur, e, j)
             self.changed = True
+        h = self._hole
+        if h is not None and offset < h[1] and offset + length > h[0]:
+            # the range is about to hold data: keep the hole before it (or after it,
+            # when the range covers the hole's start)
+            lo, hi = (offset + length, h[1]) if offset <= h[0] else (h[0], offset)
+            self._hole = (lo, hi) if lo < hi else None
+
+    def _is_hole(self, fd, offset, length):
+        """True when [offset, offset+length) holds no data (SEEK_DATA, or what the
+        last one said)."""
+        h = self._hole
+        if h is not None and h[0] <= offset and offset + length <= h[1]:
+            return True
+        try:
+            nxt = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:          # no data after offset
+                self._hole = (offset, _NO_DATA)
+            return True
+        self._hole = (offset, nxt) if nxt > offset else None
+        return nxt >= offset + length
 
     def _split(self, b):
         """Make ``b`` the start of an extent (or of the clean space); returns the
@@ -288,6 +305,7 @@ class WriteCache:
             if run is not None:
                 self._revert(fd, run, e, j, s)
         self._set([])
+        self._hole = None
         if self.jfd is not None or os.path.exists(self.jpath):
             os.truncate(self.jpath, 0)
         self.changed = True
@@ -311,6 +329,7 @@ class WriteCache:
 
 
 _COPY_BLOCKS = 256      # a crash restores durable images 1 MiB at a time
+_NO_DATA = 1 << 63      # the end of a hole that runs to the end of the file
 
 
 def _continues(nblocks, j, nj):

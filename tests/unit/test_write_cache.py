@@ -227,3 +227,29 @@ def test_extents_behave_as_the_per_block_model(tmp_path, seed):
         assert disk.read() == bytes(model.cur)
     finally:
         disk.close()
+
+
+def test_streaming_into_a_hole_asks_seek_data_once(disk, monkeypatch):
+    import dmctl.sim.blockdev as bd
+    calls = []
+    real = os.lseek
+
+    def lseek(fd, off, how):
+        if how == os.SEEK_DATA:
+            calls.append(off)
+        return real(fd, off, how)
+    monkeypatch.setattr(bd.os, "lseek", lseek)
+    for b in range(8, 40, 4):
+        disk.write(b * BLOCK, blk(b, 1, 4))
+    assert calls == [8 * BLOCK]
+    # flushed data written again is not a hole: its durable image is journalled
+    disk.cache.flush()
+    disk.write(8 * BLOCK, blk(8, 2, 4))
+    assert disk.cache.extents() == [(8, 12, 0)]
+    # a hole before data written in this step is still asked about, and is one
+    disk.write(2 * BLOCK, blk(2, 3, 4))
+    assert disk.cache.extents() == [(2, 6, -1), (8, 12, 0)]
+    disk.cache.crash(disk.fd)
+    want = bytearray(NBLOCKS * BLOCK)
+    want[8 * BLOCK:40 * BLOCK] = blk(8, 1, 32)
+    assert disk.read() == bytes(want)
