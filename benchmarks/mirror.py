@@ -3,7 +3,7 @@
 linear through the simulator (targets: 2 legs >= 0.45x, 3 legs >= 0.3x), and resync
 throughput next to a plain copy of a leg (target >= 0.5x).
 
-Every case runs in every round (BENCH_ROUNDS, default 15), in a rotated order, on the
+Every case runs in every round (BENCH_ROUNDS, default 21), in a rotated order, on the
 same files in the same directory: leg 0 is also the linear device and the copy's
 source, leg 1 the copy's destination.  Each run starts from fresh sparse files (no
 cached pages, nothing dirty, ``os.sync()`` before it), so load, page-cache and
@@ -32,7 +32,7 @@ REGION = 1024   # sectors
 
 def main():
     size = int(os.environ.get("BENCH_MIRROR_MB", "64")) * MB
-    rounds = int(os.environ.get("BENCH_ROUNDS", "15"))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "21"))
     load_before = load()
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as d:
         os.environ["DMCTL_SIM_DIR"] = os.path.join(d, "sim")
