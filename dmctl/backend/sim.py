@@ -57,6 +57,15 @@ def _kernel_name(devno):
     return "%d:%d" % devno
 
 
+def device_takes_discards(env, dev):
+    """bdev_max_discard_sectors(dev) != 0: a backing file always (holes are punched),
+    a dm device when its live table takes discards."""
+    if not dev.is_dm:
+        return True
+    lt = dev.get_live()
+    return lt is not None and lt.supports_discards(env)
+
+
 class Table:
     """A constructed table (dm_table): lines, targets, its device list."""
 
@@ -86,11 +95,8 @@ class Table:
             if not t.has_iterate_devices:
                 return False
             for devno in t.iterate_devices():
-                dev = env.device_by_devno(devno)
-                if dev.is_dm:
-                    lt = dev.get_live()
-                    if lt is None or not lt.supports_discards(env):
-                        return False
+                if not device_takes_discards(env, env.device_by_devno(devno)):
+                    return False
         return True
 
     def find_target(self, sector):

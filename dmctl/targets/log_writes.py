@@ -52,7 +52,10 @@ class LogWrites(Target):
         t.end_sector = logdev.size
         t.logged_entries = 0
         t.logging_enabled = True
-        t.device_supports_discard = True
+        # log_writes_ctr: discards the data device cannot take are logged and then
+        # completed here instead of being passed down
+        from dmctl.backend.sim import device_takes_discards
+        t.device_supports_discard = device_takes_discards(env, dev)
         ti.num_flush_bios = 1
         ti.num_discard_bios = 1
         t.attach()

@@ -8,6 +8,7 @@ import pytest
 from testlib import golden
 from dmctl.backend.base import TargetLine as L
 from dmctl.errors import DmError
+from dmctl.formats import log_writes as LW
 from dmctl.formats.log_writes import LogReader
 from dmctl.sim import io as sio
 
@@ -224,3 +225,20 @@ def test_log_device_error_disables_logging(mapper, lw):
     sio.write(mapper, "lw", 0, bytes(4096), fua=True)
     sio.settle(mapper)
     assert status(mapper).endswith("logging_disabled")
+
+
+def test_discard_the_data_device_cannot_take_is_logged_and_completed(mapper, backing):
+    # Linux 6.1 (the VM's fidelity test): over a data device without discard support
+    # (a zero target) log-writes logs the discard and ends it itself, successfully.
+    log = backing("log", 2 << 20)
+    mapper.create("z")
+    mapper.load("z", [L(0, 4096, "zero", "")])
+    mapper.resume("z")
+    mapper.create("lw")
+    mapper.load("lw", [L(0, 4096, "log-writes", "/dev/mapper/z %s" % log)])
+    mapper.resume("lw")
+    sio.discard(mapper, "lw", 64, 64)
+    sio.flush(mapper, "lw")
+    assert status(mapper).split()[0] == "2"          # two entries logged
+    mapper.remove("lw")
+    assert entries(log)[:2] == [(64, 64, LW.DISCARD, None), (0, 0, LW.FLUSH, None)]
