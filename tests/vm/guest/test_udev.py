@@ -459,6 +459,41 @@ def _transaction(creator, joiner, name, loops, by_env=False):
     return c
 
 
+def test_failed_or_silent_ioctls_complete_the_cookie_like_dmsetup(udevd, loops):
+    """No uevent will come, so the tool completes its own cookie and does not wait:
+    a create whose table load fails (the device is removed again), a resume of an
+    active device (the kernel sends no uevent), remove and rename of a device that
+    does not exist.  The same output (dmctl's documented kernel-reason lines aside),
+    nodes and no cookie left, well within dmctl's 30 s default timeout."""
+    from test_differential import strip_kernel_reasons
+    name, other = dev("fail"), dev("fail-other")
+    cases = [((), ("create", name, "--table", "0 32768 linear /dev/nonexistent-dmctl-vm 0")),
+             ((("create", name, "--table", table(loops)),), ("resume", name)),
+             ((), ("remove", name)),
+             ((), ("rename", name, other))]
+    for setup, step in cases:
+        seen = {}
+        for tool, fn in TOOLS.items():
+            for s in setup:
+                assert ds(*s).rc == 0
+            settle()
+            before = sems()
+            run(["dmesg", "-C"])
+            t = time.monotonic()
+            r = fn(*step, timeout=60)
+            took = time.monotonic() - t
+            out, err = r.stdout, r.stderr
+            if tool == "dmctl":
+                err, invented = strip_kernel_reasons(err, run(["dmesg"]).stdout)
+                assert not invented, invented
+            assert took < 15 and "was not completed" not in err, (tool, step, took, r)
+            seen[tool] = ((out, err, r.rc), node_state(), sems() - before, cookie_lines())
+            ds("remove", name)
+            settle()
+        assert seen["dmsetup"] == seen["dmctl"], step
+        assert seen["dmctl"][2:] == (set(), []), step
+
+
 def test_cookie_transactions_across_tools(udevd, loops):
     """A cookie made by one tool, joined by the other's create (--udevcookie, or
     DM_UDEV_COOKIE) and released by the first: udev's ``dmsetup udevcomplete`` completes dmctl's cookie and
