@@ -17,7 +17,7 @@ udev's work observable and breakable per device name:
   "ACTION DM_NAME DM_COOKIE" to a log *before* 95-dm-notify's ``dmsetup udevcomplete``
   runs, so the line is there when a command that waited for udev returns;
 * ``hang-dmctl-vm``: DM_COOKIE is cleared, so 95-dm-notify never completes the cookie;
-* ``nolink-dmctl-vm``: udev makes no symlinks (``SYMLINK=""``), so /dev/mapper/NAME
+* ``nolink*-dmctl-vm``: udev makes no symlinks (``SYMLINK=""``), so /dev/mapper/NAME
   appears only through libdm's fallback (``--verifyudev``).
 
 Every comparison is against what the real dmsetup did in the same run, on the same
@@ -49,7 +49,7 @@ SUBSYSTEM!="block", GOTO="dmctl_vm_end"
 KERNEL!="dm-[0-9]*", GOTO="dmctl_vm_end"
 ENV{DM_NAME}=="sync-*-dmctl-vm", RUN+="/bin/sh -c 'sleep 1; echo $env{ACTION} $env{DM_NAME} $env{DM_COOKIE} >> %s'"
 ENV{DM_NAME}=="hang-dmctl-vm", ENV{DM_COOKIE}=""
-ENV{DM_NAME}=="nolink-dmctl-vm", SYMLINK=""
+ENV{DM_NAME}=="nolink*-dmctl-vm", SYMLINK=""
 LABEL="dmctl_vm_end"
 """ % LOG
 
@@ -410,14 +410,16 @@ def test_noudevsync_like_dmsetup(udevd, events, loops):
 def test_verifyudev_like_dmsetup(udevd, loops):
     """--verifyudev and libdm's node fallback: for a device whose /dev/mapper link udev
     does make, and for one it does not (``nolink-dmctl-vm``), with and without
-    --verifyudev: the same output, warnings and nodes as dmsetup."""
-    ok, nolink = dev("verify"), dev("nolink")
+    --verifyudev (create, rename, remove): the same output, warnings and nodes as
+    dmsetup."""
+    ok, nolink, nolink_b = dev("verify"), dev("nolink"), dev("nolink-b")
     steps = [("create", "--verifyudev", ok, "--table", table(loops)),
              ("remove", "--verifyudev", ok),
              ("create", nolink, "--table", table(loops)),
              ("remove", nolink),
              ("create", "--verifyudev", nolink, "--table", table(loops)),
-             ("remove", "--verifyudev", nolink)]
+             ("rename", "--verifyudev", nolink, nolink_b),
+             ("remove", "--verifyudev", nolink_b)]
     seen = {}
     for tool, fn in TOOLS.items():
         settle()
@@ -436,6 +438,9 @@ def test_verifyudev_like_dmsetup(udevd, loops):
     assert "not set up by udev: Falling back to direct node creation" in e, e
     assert st["/dev/mapper/" + nolink].startswith("block 254:"), st
     assert seen["dmctl"][2][2] == {}         # trusting udev: nobody made the node
+    step, (o, e, rc), st = seen["dmctl"][5]
+    assert "should have been renamed to /dev/mapper/%s by udev" % nolink_b in e, e
+    assert list(st) == ["/dev/mapper/" + nolink_b], st
 
 
 def _transaction(creator, joiner, name, loops, by_env=False):
