@@ -20,6 +20,9 @@ udev's work observable and breakable per device name:
 * ``nolink*-dmctl-vm``: udev makes no symlinks (``SYMLINK=""``), so /dev/mapper/NAME
   appears only through libdm's fallback (``--verifyudev``).
 
+One test also puts dmctl in place of dmsetup in the system's rules (udevflags,
+udevcomplete), as a drop-in would be.
+
 Every comparison is against what the real dmsetup did in the same run, on the same
 state (the dm minor is the lowest free one, so both tools get the same dm-N).
 """
@@ -352,6 +355,68 @@ def udev_debug(text):
     ids masked (the other debug lines -- ioctl traces, timestamps -- are not dmctl's)."""
     return [re.sub(r"0x[0-9a-f]+ \(semid \d+\)", "COOKIE (semid N)", l)
             for l in text.splitlines() if UDEV_DEBUG.search(l)]
+
+
+def _dmctl_as_rules_dmsetup():
+    """The system's 55-dm.rules and 95-dm-notify.rules with dmctl in place of their
+    ``/sbin/dmsetup udevflags`` and ``udevcomplete`` (copies in /run/udev/rules.d
+    override the files of the same name; udevcomplete's output is logged)."""
+    from dmvm import PYTHON
+    dmctl = "/usr/bin/env PYTHONPATH=%s %s -m dmctl" % (REPO, PYTHON)
+    written = []
+    for name, old, new in (
+            ("55-dm.rules", "/sbin/dmsetup udevflags", dmctl + " udevflags"),
+            ("95-dm-notify.rules", 'RUN+="/sbin/dmsetup udevcomplete $env{DM_COOKIE}"',
+             "RUN+=\"/bin/sh -c '%s udevcomplete $env{DM_COOKIE} >> %s.complete'\""
+             % (dmctl, LOG))):
+        with open("/usr/lib/udev/rules.d/" + name) as f:
+            text = f.read()
+        assert text.count(old) == 1, (name, old)
+        path = os.path.join(os.path.dirname(RULES), name)
+        with open(path, "w") as f:
+            f.write(text.replace(old, new))
+        written.append(path)
+    return written
+
+
+def test_dmctl_in_the_system_rules(udevd, events, loops):
+    """dmctl as the rules' dmsetup: with 55-dm.rules importing ``dmctl udevflags`` and
+    95-dm-notify running ``dmctl udevcomplete``, the real dmsetup's create and remove
+    are released by dmctl, and udev ends up with the same DM_UDEV_* properties, links
+    and output as with the system's rules (dmsetup's own udevflags/udevcomplete)."""
+    name = dev("rules")
+    seen = {}
+    written = []
+    try:
+        for rules in ("system", "dmctl"):
+            if rules == "dmctl":
+                written = _dmctl_as_rules_dmsetup()
+                assert run([UDEVADM, "control", "--reload"], env=UENV).rc == 0
+            settle()
+            before = sems()
+            out = []
+            for step in (("create", name, "-u", "UDEV-" + name, "--table", table(loops)),
+                         ("remove", name)):
+                mark = events.mark()
+                r = ds(*step, timeout=90)
+                state = node_state()
+                evs = events.since(mark, name, 1)
+                settle()
+                out.append((r.triple(), state, event_summary(evs)))
+            no_cookies(before)
+            seen[rules] = out
+        with open(LOG + ".complete") as f:
+            completed = f.read().split()
+    finally:
+        for path in written:
+            os.unlink(path)
+        run([UDEVADM, "control", "--reload"], env=UENV)
+    assert seen["system"] == seen["dmctl"]
+    assert len(completed) == 2 and all(
+        c.startswith("DM_COOKIE_COMPLETED=0x") for c in completed), completed
+    assert seen["dmctl"][0][1]["/dev/mapper/" + name].startswith("-> ../dm-")
+    props = dict(seen["dmctl"][0][2][-1][3])
+    assert props.get("DM_UDEV_PRIMARY_SOURCE_FLAG") == "1", props
 
 
 def test_vvv_udev_debug_lines_like_dmsetup(udevd, loops):
