@@ -596,12 +596,12 @@ class SimEnv:
         while True:
             did = 0
             for md in self.all_devices():
-                if md.suspended:
-                    continue
                 lt = md.get_live()
                 if lt is None:
                     continue
                 for t in lt.targets:
+                    if md.suspended and not t.works_while_suspended:
+                        continue
                     b = None if budget is None else max(0, budget - total)
                     if b == 0:
                         return total

@@ -141,6 +141,9 @@ class Target:
     discards_supported = False
     # whether the kernel's target type has an iterate_devices method
     has_iterate_devices = True
+    # whether the target's background work goes on while its device is suspended
+    # (most targets stop their workers in presuspend/postsuspend)
+    works_while_suspended = False
     # per-target transient attributes not saved between processes
     transient = ("env", "ti", "md")
 

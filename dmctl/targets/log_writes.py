@@ -33,6 +33,9 @@ PREFIX = "device-mapper: log-writes: "
 class LogWrites(Target):
     name = "log-writes"
     discards_supported = True      # log_writes_ctr: ti->discards_supported = true
+    # its logging kthread knows nothing of suspend: a mark sent to a suspended device
+    # is logged at once
+    works_while_suspended = True
     version = (1, 1, 0)
     transient = Target.transient + ("writer",)
 

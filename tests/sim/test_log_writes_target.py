@@ -242,3 +242,18 @@ def test_discard_the_data_device_cannot_take_is_logged_and_completed(mapper, bac
     assert status(mapper).split()[0] == "2"          # two entries logged
     mapper.remove("lw")
     assert entries(log)[:2] == [(64, 64, LW.DISCARD, None), (0, 0, LW.FLUSH, None)]
+
+
+def test_a_mark_sent_while_suspended_is_logged_at_once(mapper, lw):
+    # Linux 6.1 (the VM's fidelity test): the logging kthread runs while the device
+    # is suspended.
+    lw()
+    sio.write(mapper, "lw", 0, bytes(4096))
+    sio.flush(mapper, "lw")
+    mapper.suspend("lw")
+    before = status(mapper)
+    mapper.message("lw", 0, "mark susp")
+    assert status(mapper) == "%d %d" % tuple(int(x) + 1 for x in before.split())
+    mapper.resume("lw")
+    mapper.remove("lw")
+    assert (0, 0, LW.MARK, b"susp") in entries(lw.log)

@@ -5,6 +5,7 @@ whose first MiB starts with payload(seed)), and lists steps:
 
     ("create", NAME, TABLE)            TABLE may use {role} and {dm:NAME} placeholders
     ("load", NAME, TABLE)              into the inactive slot (a resume swaps it in)
+    ("try_create", NAME, TABLE)        observed: the failure, or the table (then removed)
     ("write", NAME, SECTOR, NR, SEED)  SEED: int -> reproducible random bytes
     ("write_fua", NAME, SECTOR, NR, SEED)
     ("flush", NAME)                    an empty REQ_PREFLUSH bio (fsync of the node)
@@ -177,6 +178,15 @@ class Driver:
             self.do_remove(name)
             return err
         self.mapper.resume(name)
+
+    def do_try_create(self, name, table):
+        """create, and when that worked: observe the table and remove the device."""
+        err = self.do_create(name, table)
+        if err is not None:
+            return err
+        lines = self.do_table(name)
+        self.do_remove(name)
+        return "created: %r" % (lines,)
 
     def do_deps(self, name):
         return [self.normalise("%d:%d" % d) for d in self.mapper.deps(name)[1]]

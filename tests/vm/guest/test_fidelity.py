@@ -101,23 +101,30 @@ SCENARIOS = {
         # failed loads: errno and the kernel's log lines must match
         "roles": {"a": 1 * MiB, "b": 1 * MiB, "tiny": 1024},
         "steps": [
-            ("create", BAD, "0 1001 striped 2 8 {a} 0 {b} 0"),
-            ("create", BAD, "0 1024 striped 2 3 {a} 0 {b} 0"),
-            ("create", BAD, "0 1024 striped 3 8 {a} 0 {b} 0"),
-            ("create", BAD, "0 4096 linear {a} 0"),
-            ("create", BAD, "0 1024 linear {a}"),
-            ("create", BAD, "0 1024 nosuchtarget"),
-            ("create", BAD, "0 1024 linear {a} 0\n1000 24 zero"),
-            ("create", BAD, "0 1024 zero 1"),
-            ("create", BAD, "0 1024 era {a} {b} 7"),
-            ("create", BAD, "0 1024 era {a} {b}"),
-            ("create", BAD, "0 1024 era {tiny} {b} 8"),
-            ("create", BAD, "0 1024 log-writes {a}"),
-            ("create", BAD, "0 1024 mirror core 1 1000 2 {a} 0 {b} 0"),
-            ("create", BAD, "0 1024 mirror core 1 128 1 {a} 0"),
-            ("create", BAD, "0 2048 mirror core 1 128 2 {a} 0 {b} 0 1 bogus"),
-            ("create", BAD, "0 2048 mirror core 1 128 2 {a} 0 {b} 0 1 keep_log"),
-            ("create", BAD, "0 2048 mirror disk 2 {tiny} 128 2 {a} 0 {b} 0"),
+            ("try_create", BAD, "0 1001 striped 2 8 {a} 0 {b} 0"),
+            ("try_create", BAD, "0 1024 striped 2 3 {a} 0 {b} 0"),
+            ("try_create", BAD, "0 1024 striped 3 8 {a} 0 {b} 0"),
+            ("try_create", BAD, "0 4096 linear {a} 0"),
+            ("try_create", BAD, "0 1024 linear {a}"),
+            ("try_create", BAD, "0 1024 nosuchtarget"),
+            ("try_create", BAD, "0 1024 linear {a} 0\n1000 24 zero"),
+            ("try_create", BAD, "0 1024 zero 1"),
+            ("try_create", BAD, "0 1024 era {a} {b} 7"),
+            ("try_create", BAD, "0 1024 era {a} {b}"),
+            ("try_create", BAD, "0 1024 era {tiny} {b} 8"),
+            ("try_create", BAD, "0 1024 log-writes {a}"),
+            ("try_create", BAD, "0 1024 mirror core 1 1000 2 {a} 0 {b} 0"),
+            ("try_create", BAD, "0 1024 mirror core 1 128 1 {a} 0"),
+            ("try_create", BAD, "0 2048 mirror core 1 128 2 {a} 0 {b} 0 1 bogus"),
+            ("try_create", BAD, "0 2048 mirror core 1 128 2 {a} 0 {b} 0 1 keep_log"),
+            ("try_create", BAD, "0 2048 mirror disk 2 {tiny} 128 2 {a} 0 {b} 0"),
+            # device areas beyond the end of a device
+            ("try_create", BAD, "0 8192 striped 2 8 {a} 0 {b} 0"),
+            ("try_create", BAD, "0 4096 era {a} {b} 8"),
+            ("try_create", BAD, "0 4096 mirror core 1 128 2 {a} 0 {b} 0"),
+            ("try_create", BAD, "0 2048 mirror core 1 128 2 {a} 0 {b} 8"),
+            ("try_create", BAD, "0 4096 log-writes {a} {b}"),
+            ("try_create", BAD, "0 2048 linear {a} 1"),
         ],
         "compare_files": ["a", "b"],
     },
@@ -217,7 +224,9 @@ SCENARIOS = {
             ("write", LWD, 6144, 2048, 26),           # 1 MiB in one bio
             ("write_fua", LWD, 5000, 64, 27),
             ("flush", LWD),
-            ("suspend", LWD), ("status", LWD), ("resume", LWD),
+            ("suspend", LWD), ("status", LWD),
+            ("message", LWD, "mark suspended"), ("status", LWD),
+            ("resume", LWD),
             ("status", LWD), ("info", LWD),
             ("write", LWD, 4096, 8, 25),
             ("remove", LWD),
@@ -291,13 +300,16 @@ SCENARIOS = {
     "mirror-nosync": {
         "roles": {"leg1": (8 * MiB, 51), "leg2": (8 * MiB, 52)},
         "steps": [
+            # no "info" here: whether a nosync mirror ever raises its "in sync" event
+            # is a race in the kernel (mirror_ctr wakes kmirrord; if do_recovery runs
+            # before resume binds the table the event is lost, else it counts)
             ("create", MIR, "0 16384 mirror core 2 1024 nosync 2 {leg1} 0 {leg2} 0"),
-            ("status", MIR), ("table", MIR), ("info", MIR),
+            ("status", MIR), ("table", MIR),
             ("read", MIR, 0, 64),                     # the default leg: leg1
             ("write", MIR, 16, 8, 53),
             ("read", MIR, 0, 64),
             ("file", "leg2", 0, 64 << 9),
-            ("status", MIR), ("info", MIR),
+            ("status", MIR),
             ("remove", MIR),
             ("file", "leg1", 0, 1 << 20), ("file", "leg2", 0, 1 << 20),
             # without nosync the core log resyncs everything from leg1
@@ -343,10 +355,18 @@ SCENARIOS = {
             ("file", "mlog", 0, ML.buf_size(16)),
             # a second activation reads the log back: no resync, all in sync at once
             ("create", MIRD, "0 16384 mirror disk 2 {mlog} 1024 2 {leg1} 0 {leg2} 0"),
-            ("status", MIRD), ("info", MIRD),
+            ("status", MIRD),
+            ("settle", MIRD), ("info", MIRD),         # the event comes from kmirrord
             ("remove", MIRD),
             ("create", MIRD, "0 16384 mirror disk 3 {mlog} 1024 nosync 2 {leg1} 0 {leg2} 0"),
             ("status", MIRD), ("table", MIRD),
+            ("write", MIRD, 12000, 8, 44),
+            ("file", "mlog", 0, ML.buf_size(16)),     # marked dirty before the write
+            ("remove", MIRD),
+            ("file", "mlog", 0, ML.buf_size(16)),
+            ("create", MIRD, "0 16384 mirror disk 2 {mlog} 1024 2 {leg1} 0 {leg2} 0 "
+                             "2 handle_errors keep_log"),
+            ("settle", MIRD), ("status", MIRD), ("table", MIRD), ("info", MIRD),
             ("remove", MIRD),
         ],
         "compare_files": ["leg1", "leg2", "mlog"],
