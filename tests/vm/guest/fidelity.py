@@ -13,6 +13,7 @@ whose first MiB starts with payload(seed)), and lists steps:
     ("read", NAME, SECTOR, NR)         observed: sha256 of the data (or the errno)
     ("message", NAME, TEXT)            observed: the reply (or the errno)
     ("suspend"|"resume"|"remove", NAME)
+    ("rename", NAME, NEW)
     ("status"|"table", NAME)           observed: lines, device numbers -> role names
     ("info", NAME)                     observed: event_nr, open_count, suspended
     ("deps", NAME)                     observed: the device numbers, as role names
@@ -201,6 +202,12 @@ class Driver:
 
     def do_load(self, name, table):
         self.mapper.load(name, _parse_table(self.fmt(table)))
+
+    def do_rename(self, name, new):
+        self.mapper.rename(name, new)
+        self.dm_devnos[new] = self.dm_devnos.pop(name)
+        if hasattr(self, "created"):
+            self.created[self.created.index(name)] = new
 
     def do_suspend(self, name):
         self.mapper.suspend(name)

@@ -23,7 +23,8 @@ N = lambda base: base + F.SUFFIX                       # noqa: E731
 MiB = 1 << 20
 
 LIN, ZERO, ERR, STRIPE = N("fl-lin"), N("fl-zero"), N("fl-err"), N("fl-stripe")
-MULTI, UP, BAD = N("fl-multi"), N("fl-up"), N("fl-bad")
+MULTI, UP, BAD, LIN2 = N("fl-multi"), N("fl-up"), N("fl-bad"), N("fl-lin2")
+ERA2, MIRM = N("fl-era2"), N("fl-mirrorm")
 MIR3, ERRLEG, MIRE = N("fl-mirror3"), N("fl-errleg"), N("fl-mirrore")
 STRIPE2 = N("fl-stripe2")
 ERA, LWD, MIR, MIRD = N("fl-era"), N("fl-lw"), N("fl-mirror"), N("fl-mirrord")
@@ -51,7 +52,8 @@ SCENARIOS = {
             ("write", LIN, 8184, 8, 4),
             ("read", LIN, 8184, 8),
             ("message", LIN, "hello"),
-            ("remove", LIN),
+            ("rename", LIN, LIN2), ("info", LIN2),    # dm_hash_rename raises an event
+            ("remove", LIN2),
         ],
         "compare_files": ["lin"],
     },
@@ -201,6 +203,23 @@ SCENARIOS = {
         "compare_files": ["origin"],
         "era_meta": "meta",
     },
+    "era-odd-block": {
+        # 24-sector blocks (not a power of two), the last block partial
+        "roles": {"meta": 2 * MiB, "origin": 4 * MiB},
+        "steps": [
+            ("create", ERA2, "0 8192 era {meta} {origin} 24"),
+            ("status", ERA2), ("table", ERA2),
+            ("write", ERA2, 20, 8, 101),              # blocks 0 and 1
+            ("write", ERA2, 8184, 8, 102),            # the partial last block
+            ("discard", ERA2, 48, 72),                # blocks 2-4, one bio
+            ("message", ERA2, "checkpoint"),
+            ("write", ERA2, 4000, 64, 103),
+            ("settle", ERA2), ("status", ERA2),
+            ("remove", ERA2),
+        ],
+        "compare_files": ["origin"],
+        "era_meta": "meta",
+    },
     "log-writes": {
         "roles": {"data": 4 * MiB, "log": 8 * MiB},
         "steps": [
@@ -296,6 +315,22 @@ SCENARIOS = {
             ("file", "leg3", 1024 << 9, 7000 << 9),
         ],
         "compare_files": ["leg1", "leg2", "leg3", "mlog"],
+    },
+    "mirror-disk-small-regions": {
+        # 2048 regions of 8 sectors: a 256-byte clean bitset in the disk log
+        "roles": {"leg1": (8 * MiB, 111), "leg2": 8 * MiB, "mlog": 64 * 1024},
+        "steps": [
+            ("create", MIRM, "0 16384 mirror disk 2 {mlog} 8 2 {leg1} 0 {leg2} 0"),
+            ("settle", MIRM), ("status", MIRM), ("info", MIRM),
+            ("write", MIRM, 0, 8, 112), ("write", MIRM, 8000, 64, 113),
+            ("write_fua", MIRM, 16376, 8, 114),
+            ("suspend", MIRM), ("file", "mlog", 0, ML.buf_size(2048)),
+            ("resume", MIRM), ("settle", MIRM), ("status", MIRM),
+            ("remove", MIRM),
+            ("create", MIRM, "0 16384 mirror disk 2 {mlog} 8 2 {leg1} 0 {leg2} 0"),
+            ("status", MIRM), ("remove", MIRM),
+        ],
+        "compare_files": ["leg1", "leg2", "mlog"],
     },
     "mirror-nosync": {
         "roles": {"leg1": (8 * MiB, 51), "leg2": (8 * MiB, 52)},
