@@ -186,7 +186,11 @@ class SimDevice:
             clones = []
             for t in table.targets:
                 for i in range(t.ti.num_flush_bios):
-                    c = bio.clone(sector=t.ti.begin, nr_sectors=0, data=None)
+                    # __send_empty_flush: clones of an on-stack flush bio at sector 0,
+                    # except the first, which is the dm_io's embedded clone of the
+                    # submitted bio and keeps its sector
+                    c = bio.clone(sector=0 if clones else bio.sector, nr_sectors=0,
+                                  data=None)
                     c.target_bio_nr = i
                     clones.append((t, c))
             if not clones:

@@ -7,6 +7,9 @@ from dmctl.sim import bio as B
 from dmctl.targets.base import Target, STATUSTYPE_INFO, STATUSTYPE_TABLE, parse_ull
 
 
+SECTOR_MASK = (1 << 64) - 1
+
+
 class Linear(Target):
     name = "linear"
     version = (1, 4, 0)
@@ -27,8 +30,10 @@ class Linear(Target):
 
     def map(self, bio):
         bio.dev = self.env.device_by_devno(self.dev_devno)
-        if bio.nr_sectors:
-            bio.sector = self.start + (bio.sector - self.ti.begin)
+        # linear_map remaps every bio, empty flushes too (Linux 6.1; older kernels
+        # only bios with sectors): a flush clone (sector 0) to a target that does not
+        # start the table wraps around, as sector_t arithmetic does
+        bio.sector = (self.start + bio.sector - self.ti.begin) & SECTOR_MASK
         return B.DM_MAPIO_REMAPPED
 
     def device_areas(self):
