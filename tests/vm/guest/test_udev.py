@@ -252,7 +252,7 @@ class Udevd:
                 pass
         # udevd leaves its control socket behind; libdm (libudev's
         # udev_queue_get_udev_is_active) and dmctl take it for "udev is running"
-        subprocess.run(["rm", "-rf", RUN_UDEV, LOG])
+        subprocess.run(["rm", "-rf", RUN_UDEV, LOG, LOG + ".complete"])
 
 
 @pytest.fixture(scope="module")
