@@ -38,7 +38,7 @@ import pytest
 
 from dmvm import DMSETUP, REPO, SUFFIX, dev, dmctl_argv, run
 
-UDEVD = "/usr/lib/systemd/systemd-udevd"
+UDEVD = os.environ.get("DMCTL_VM_UDEVD", "/usr/lib/systemd/systemd-udevd")
 UDEVADM = "/usr/bin/udevadm"
 RUN_UDEV = "/run/udev"
 CONTROL = RUN_UDEV + "/control"
