@@ -45,7 +45,6 @@ import mmap
 import os
 import random
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -423,8 +422,3 @@ def run_tool(argv, path):
         if loop:
             subprocess.run(["losetup", "-d", loop], capture_output=True)
     return p.returncode, p.stdout, p.stderr
-
-
-def cleanup(*dirs):
-    for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)

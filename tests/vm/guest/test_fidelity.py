@@ -3,13 +3,19 @@ status and table lines, replies, errors, event numbers, data, and on-disk result
 metadata through era_dump, the log-writes log, the mirror disk log), in the same run.
 
 The scenarios are data (fidelity.py runs them); each test runs one scenario twice, once
-per driver, and compares.  Device numbers in status/table lines are replaced by role
-names (the kernel's loop devices and the simulator's backing files are numbered
-differently); that is the only normalisation of the lines.
+per driver, and compares.  Device numbers (and the kernel's "loopN" names) in status,
+table and deps lines and in kernel log lines are replaced by role names, and those of
+the scenario's own dm devices by their names: the kernel's loop devices and the
+simulator's backing files are numbered differently, and dm minors depend on what else
+exists.  That is the only normalisation of what is observed; backing files and
+log-writes logs are compared byte for byte.
+
+Not observed, because the kernel itself races (see the comments at those steps): the
+event number of a freshly created nosync mirror, a mirror disk log between a write and
+the next suspend, and a log-writes status before its logging kthread is idle.
 """
 
 import difflib
-import os
 import shutil
 import tempfile
 
