@@ -180,10 +180,11 @@ class TransactionManager:
     def commit(self, sb_location, sb_buf, sb_validator):
         """dm_tm_commit: forget the shadows, write the superblock last, flush."""
         self.shadows.clear()
-        if self.bm.dirty:
-            # Only the format path gets here with other dirty blocks (it has no
-            # pre_commit); make them durable before the superblock that points at them.
-            self.bm.flush()
+        # Only the format path gets here with other dirty blocks (era's write_superblock
+        # has no dm_tm_pre_commit there): as in the kernel they are written with the
+        # superblock, last, and made durable by the one flush below -- so a power cut
+        # during the format can leave a superblock whose blocks were lost, as on Linux.
+        self.bm.dirty.pop(sb_location, None)
         self.bm.dirty[sb_location] = [sb_buf, sb_validator]
         self.bm.flush()
 
