@@ -383,7 +383,7 @@ class UdevTransaction:
         elif t.op == "remove":
             if info is not None and getattr(info, "flags", 0) & DM_DEFERRED_REMOVE:
                 return
-            if t.name and not rely:         # libdm: rm_dev_node only without trust
+            if t.name:
                 self.stack("del", t.name, check_udev=check_udev, rely=rely)
         elif t.op == "rename":
             if not t.set_uuid and t.name and t.new_name:
@@ -408,6 +408,11 @@ class UdevTransaction:
               old_name="", check_udev=False, rely=False):
         """libdm's _stack_node_op (with its cancellation rules)."""
         if self.inactive:
+            return
+        if kind == "del" and rely:
+            # libdm's _dm_task_node_ops: "if (dev_name && !rely_on_udev) rm_dev_node()";
+            # a remove that trusts udev stacks nothing (no NODE_DEL debug lines), unlike
+            # the add of a resume and a rename, which are stacked and then skipped.
             return
         ops = self.node_ops
         if kind == "del":

@@ -141,11 +141,6 @@ def _stack(ctx, kind, name, cookie, op, **kw):
             t.name = name
         if kw.get("major") is not None:
             t.major, t.minor = kw["major"], kw["minor"]
-    if kind == "del" and rely:
-        # libdm's _dm_task_node_ops: "if (dev_name && !rely_on_udev) rm_dev_node()";
-        # a remove that trusts udev stacks nothing (no NODE_DEL debug lines), unlike
-        # the add of a resume and a rename, which are stacked and then skipped.
-        return
     tx.stack(kind, name, check_udev=check_udev, rely=rely, **kw)
     if tx.external or not cookie:
         # No dm_udev_wait will come for an outer transaction: libdm runs the
