@@ -103,7 +103,7 @@ def main():
             os.environ["DM_DISABLE_UDEV"] = "1"
         m = KernelMapper()
 
-        from dmctl import cookie as ck
+        from dmctl.libdm import cookie as ck
         flags = (ck.DM_UDEV_PRIMARY_SOURCE_FLAG | ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK) << 16
 
         def synced(op, n, add):

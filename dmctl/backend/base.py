@@ -4,135 +4,27 @@ Plain classes with __slots__ (no dataclasses/typing imports: CLI start-up is mea
 Every method raises ``dmctl.errors.DmError`` carrying the kernel's errno on failure.
 """
 
-# Flags as in <linux/dm-ioctl.h>; repeated here (cheap) so that callers that never touch
-# the ioctl layer need not import it.  dmctl.ioctl.abi defines the same values.
-DM_READONLY_FLAG = 1 << 0
-DM_SUSPEND_FLAG = 1 << 1
-DM_PERSISTENT_DEV_FLAG = 1 << 3
-DM_STATUS_TABLE_FLAG = 1 << 4
-DM_ACTIVE_PRESENT_FLAG = 1 << 5
-DM_INACTIVE_PRESENT_FLAG = 1 << 6
-DM_BUFFER_FULL_FLAG = 1 << 8
-DM_SKIP_BDGET_FLAG = 1 << 9
-DM_SKIP_LOCKFS_FLAG = 1 << 10
-DM_NOFLUSH_FLAG = 1 << 11
-DM_QUERY_INACTIVE_TABLE_FLAG = 1 << 12
-DM_UEVENT_GENERATED_FLAG = 1 << 13
-DM_UUID_FLAG = 1 << 14
-DM_SECURE_DATA_FLAG = 1 << 15
-DM_DATA_OUT_FLAG = 1 << 16
-DM_DEFERRED_REMOVE = 1 << 17
-DM_INTERNAL_SUSPEND_FLAG = 1 << 18
-DM_IMA_MEASUREMENT_FLAG = 1 << 19
-
-
-class _Rec:
-    __slots__ = ()
-
-    def __repr__(self):
-        return "%s(%s)" % (type(self).__name__,
-                           ", ".join("%s=%r" % (k, getattr(self, k)) for k in self.__slots__))
-
-    def __eq__(self, other):
-        return type(self) is type(other) and all(
-            getattr(self, k) == getattr(other, k) for k in self.__slots__)
-
-    def as_dict(self):
-        return {k: getattr(self, k) for k in self.__slots__}
-
-
-class DevId(_Rec):
-    """How a request names a device: exactly one of name, uuid or (major, minor)."""
-    __slots__ = ("name", "uuid", "major", "minor")
-
-    def __init__(self, name=None, uuid=None, major=None, minor=None):
-        self.name = name
-        self.uuid = uuid
-        self.major = major
-        self.minor = minor
-
-    @classmethod
-    def coerce(cls, x):
-        if isinstance(x, DevId):
-            return x
-        if isinstance(x, str):
-            return cls(name=x)
-        if isinstance(x, tuple) and len(x) == 2:
-            return cls(major=x[0], minor=x[1])
-        raise TypeError("cannot name a device with %r" % (x,))
-
-    def label(self):
-        if self.name:
-            return self.name
-        if self.uuid:
-            return self.uuid
-        if self.major is not None:
-            return "%d:%d" % (self.major, self.minor)
-        return ""
-
-
-class DeviceInfo(_Rec):
-    """What DM_DEV_STATUS (``__dev_status``) reports about one device."""
-    __slots__ = ("name", "uuid", "major", "minor", "flags", "open_count", "event_nr",
-                 "target_count")
-
-    def __init__(self, name="", uuid="", major=0, minor=0, flags=0, open_count=0,
-                 event_nr=0, target_count=0):
-        self.name = name
-        self.uuid = uuid
-        self.major = major
-        self.minor = minor
-        self.flags = flags
-        self.open_count = open_count
-        self.event_nr = event_nr
-        self.target_count = target_count
-
-    suspended = property(lambda s: bool(s.flags & DM_SUSPEND_FLAG))
-    read_only = property(lambda s: bool(s.flags & DM_READONLY_FLAG))
-    live_table = property(lambda s: bool(s.flags & DM_ACTIVE_PRESENT_FLAG))
-    inactive_table = property(lambda s: bool(s.flags & DM_INACTIVE_PRESENT_FLAG))
-    deferred_remove = property(lambda s: bool(s.flags & DM_DEFERRED_REMOVE))
-    internal_suspend = property(lambda s: bool(s.flags & DM_INTERNAL_SUSPEND_FLAG))
-    uevent_generated = property(lambda s: bool(s.flags & DM_UEVENT_GENERATED_FLAG))
-
-    @property
-    def devno(self):
-        return "%d:%d" % (self.major, self.minor)
-
-
-class DeviceEntry(_Rec):
-    """One record of DM_LIST_DEVICES.  ``uuid`` is None when it was not asked for."""
-    __slots__ = ("name", "major", "minor", "event_nr", "uuid")
-
-    def __init__(self, name, major, minor, event_nr=0, uuid=None):
-        self.name = name
-        self.major = major
-        self.minor = minor
-        self.event_nr = event_nr
-        self.uuid = uuid
-
-
-class TargetLine(_Rec):
-    """``<start> <length> <target_type> <params>``; params are passed through verbatim."""
-    __slots__ = ("start", "length", "target_type", "params")
-
-    def __init__(self, start, length, target_type, params=""):
-        self.start = start
-        self.length = length
-        self.target_type = target_type
-        self.params = params
-
-    def format(self):
-        # dmsetup always prints the space after the type, even for empty params.
-        return "%d %d %s %s" % (self.start, self.length, self.target_type, self.params)
-
-
-class TargetVersion(_Rec):
-    __slots__ = ("name", "version")
-
-    def __init__(self, name, version):
-        self.name = name
-        self.version = tuple(version)
+from dmctl.constants import (  # noqa: F401  (re-exported)
+    DM_READONLY_FLAG,
+    DM_SUSPEND_FLAG,
+    DM_PERSISTENT_DEV_FLAG,
+    DM_STATUS_TABLE_FLAG,
+    DM_ACTIVE_PRESENT_FLAG,
+    DM_INACTIVE_PRESENT_FLAG,
+    DM_BUFFER_FULL_FLAG,
+    DM_SKIP_BDGET_FLAG,
+    DM_SKIP_LOCKFS_FLAG,
+    DM_NOFLUSH_FLAG,
+    DM_QUERY_INACTIVE_TABLE_FLAG,
+    DM_UEVENT_GENERATED_FLAG,
+    DM_UUID_FLAG,
+    DM_SECURE_DATA_FLAG,
+    DM_DATA_OUT_FLAG,
+    DM_DEFERRED_REMOVE,
+    DM_INTERNAL_SUSPEND_FLAG,
+    DM_IMA_MEASUREMENT_FLAG)
+from dmctl.records import (  # noqa: F401  (re-exported)
+    DeviceEntry, DeviceInfo, DevId, TargetLine, TargetVersion)
 
 
 class Mapper:

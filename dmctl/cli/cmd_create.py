@@ -22,7 +22,7 @@ def _decode(b):
 def read_table(ctx, file, table_text=None):
     """``_parse_file``: the table from ``--table``, a file, or stdin -> [TargetLine],
     or None (error printed)."""
-    from dmctl import table
+    from dmctl.libdm import table
     try:
         if table_text is not None:
             return table.parse_table(table_text, "")
@@ -100,7 +100,7 @@ def create_one_device(ctx, name, file, uuid=None, major=-1, minor=-1, read_only=
     """``_create_one_device``: name and uuid checks, the table, then libdm's create
     (-> load -> resume, reverted on failure)."""
     from dmctl.cli import cmd_lifecycle as lc
-    from dmctl.cli import nodes
+    from dmctl.libdm import nodes
     sw = ctx.sw
     kname = lc.set_name(ctx, name, creating=True)
     if kname is None:
@@ -157,10 +157,10 @@ def _create_ioctl(ctx, t, read_only):
 
 def _create_and_load(ctx, dmt, lines, read_only, cookie, flags):
     """libdm ``_create_and_load_v4``."""
-    from dmctl import table
+    from dmctl.libdm import table
     from dmctl.backend.base import DevId
     from dmctl.cli import cmd_lifecycle as lc
-    from dmctl.cli import nodes
+    from dmctl.libdm import nodes
     sw = ctx.sw
     m = ctx.mapper()
     # A fresh create task: name, uuid, major/minor copied, the major fallback on.
@@ -224,7 +224,7 @@ def _create_and_load(ctx, dmt, lines, read_only, cookie, flags):
 def _create_concise(ctx, args):
     """``_create_concise``: devices are created one by one as their entries are
     parsed; the first error stops (devices already created stay)."""
-    from dmctl import table
+    from dmctl.libdm import table
     sw = ctx.sw
     if sw["table"] or sw["minor"] or sw["uuid"] or sw["notable"] or sw["inactive"]:
         ctx.err("--concise is incompatible with --[no]table, --minor, --uuid and "
@@ -258,7 +258,7 @@ def _create_concise(ctx, args):
 
 def load(ctx, args, entry, multiple):
     """``load``/``reload``: DM_TABLE_LOAD into the inactive slot."""
-    from dmctl import table
+    from dmctl.libdm import table
     from dmctl.cli import cmd_lifecycle as lc
     sw = ctx.sw
     if sw["notable"]:

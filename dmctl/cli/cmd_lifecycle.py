@@ -175,7 +175,7 @@ def display_info(ctx, info):
 
 
 def user_cookie(ctx):
-    from dmctl.cli import nodes
+    from dmctl.libdm import nodes
     return nodes.user_cookie(ctx)
 
 
@@ -186,7 +186,7 @@ _UEVENT_OPS = ("resume", "remove")
 
 def simple(ctx, op, name_arg, event_nr=0, display=True, entry=None):
     """dmsetup's ``_simple``: one suspend/resume/clear/remove/remove_all/waitevent."""
-    from dmctl.cli import nodes
+    from dmctl.libdm import nodes
     sw = ctx.sw
     t = set_task_device(ctx, name_arg, entry=entry)
     if t is None:
@@ -265,7 +265,7 @@ def clear(ctx, args, entry, multiple):
 
 def wait(ctx, args, entry, multiple):
     """``wait <device> [<event_nr>]``: blocks until the event counter differs."""
-    from dmctl.table import c_atoi
+    from dmctl.libdm.table import c_atoi
     sw = ctx.sw
     name = None
     if entry is None and not sw["uuid"] and not sw["major"]:
@@ -341,7 +341,7 @@ def _count_devices(ctx):
 def remove_all(ctx, args, entry, multiple):
     """``_remove_all``: DM_REMOVE_ALL then mknodes; the result is the bitwise OR of
     the steps' results (so it reports success while devices remain, as dmsetup)."""
-    from dmctl.cli import nodes
+    from dmctl.libdm import nodes
     from dmctl.cli.common import process_all
     sw = ctx.sw
     r = int(simple(ctx, "remove_all", "", display=False)) | int(nodes.mknodes(ctx, None))
@@ -366,7 +366,7 @@ def remove_all(ctx, args, entry, multiple):
 def do_rename(ctx, name_arg, new_name=None, new_uuid=None, kernel_form=False,
               entry=None):
     """``_do_rename``: DM_DEV_RENAME to a new name, or (``--setuuid``) a new uuid."""
-    from dmctl.cli import nodes
+    from dmctl.libdm import nodes
     t = set_task_device(ctx, name_arg, entry=entry)
     if t is None:
         return False
@@ -430,7 +430,7 @@ def _device_then_args(ctx, args):
 def message(ctx, args, entry, multiple):
     """``message <device> <sector> <message...>``: the words joined by spaces; the
     target's reply is printed with a newline added when it lacks one."""
-    from dmctl.table import strtoull_strict
+    from dmctl.libdm.table import strtoull_strict
     t, args = _device_then_args(ctx, args)
     if t is None:
         return False
@@ -466,7 +466,7 @@ def setgeometry(ctx, args, entry, multiple):
 # ======================================================================== mknodes
 
 def mknodes(ctx, args, entry, multiple):
-    from dmctl.cli import nodes
+    from dmctl.libdm import nodes
     if entry is not None:
         return nodes.mknodes(ctx, entry.name)
     if not args:
@@ -482,7 +482,7 @@ def mknodes(ctx, args, entry, multiple):
 def _target_form(ctx, s, target, what):
     """dm_task_get_{name,uuid}_{un,}mangled: ``s`` in the ``--manglename`` form (the
     library mode is ``none`` during mangle, which libdm's mangler treats as auto)."""
-    from dmctl import names
+    from dmctl.libdm import names
     try:
         if target == "none":
             return names.unmangle(s, "none", what)

@@ -31,7 +31,7 @@ def process_options(ctx):
     name style of ls/deps.  Returns DN_*; prints and exits on a bad word."""
     sw = ctx.sw
     if sw["tree"]:
-        from dmctl import tree as T
+        from dmctl.libdm import tree as T
         try:
             T.parse_options(sw.get("options") if sw["options"] else "")
         except T.TreeOptionError as e:
@@ -39,7 +39,7 @@ def process_options(ctx):
         return DN_DEVNO
     if sw["columns"] or not sw["options"]:
         return DN_DEVNO
-    from dmctl.tree import option_words
+    from dmctl.libdm.tree import option_words
     kind = DN_DEVNO
     for w, rest in option_words(sw.get("options") or ""):
         if "devno".startswith(w):
@@ -352,7 +352,7 @@ def hide_keys(target_type, params):
 
 
 def _quote_concise(s):
-    from dmctl.table import quote_concise
+    from dmctl.libdm.table import quote_concise
     return quote_concise(s)
 
 
@@ -445,7 +445,7 @@ def status(ctx, args, entry, multiple, ls_only=False):
 
 
 def _status_json(ctx, i, name, lines, target, is_table, cmd):
-    from dmctl import status as S
+    from dmctl.libdm import status as S
     items = []
     for tl in lines:
         if target is not None and tl.target_type != target:
@@ -563,7 +563,7 @@ def _utf8_locale():
 
 
 def _termwidth(opts):
-    from dmctl import tree as T
+    from dmctl.libdm import tree as T
     if opts.symbols is T.VT100:
         return 80
     try:
@@ -574,7 +574,7 @@ def _termwidth(opts):
 
 
 def _display_tree(ctx):
-    from dmctl import tree as T
+    from dmctl.libdm import tree as T
     from dmctl.cli import report_cli
     try:
         opts = T.parse_options(ctx.sw.get("options") if ctx.sw["options"] else "",
@@ -622,7 +622,7 @@ def _tree_json(node, inverted, seen):
 # ------------------------------------------------------------------ splitname
 
 def splitname(ctx, args, entry, multiple):
-    from dmctl import names
+    from dmctl.libdm import names
     from dmctl.cli import report_cli
     if ctx.report is None:
         if not report_cli.report_init(ctx, "splitname"):

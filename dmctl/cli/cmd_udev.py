@@ -17,8 +17,8 @@ Differences from dmsetup (deliberate):
 import os
 import sys
 
-from dmctl import cookie as _ck
-from dmctl.cli.cookies import c_number_start, parse_cookie
+from dmctl.libdm import cookie as _ck
+from dmctl.libdm.cookies import c_number_start, parse_cookie
 
 
 def _get_cookie_value(ctx, s):
@@ -30,12 +30,12 @@ def _get_cookie_value(ctx, s):
 
 
 def _dbg(ctx):
-    from dmctl.udev import _debug
+    from dmctl.libdm.udev import _debug
     return lambda msg: _debug(ctx, msg)
 
 
 def udevcreatecookie(ctx, args, entry, multiple):
-    from dmctl import udev
+    from dmctl.libdm import udev
     if not udev.sync_support(ctx):
         return True
     cookie, _semid = _ck.create(ctx.err, _dbg(ctx))
@@ -46,7 +46,7 @@ def udevcreatecookie(ctx, args, entry, multiple):
 
 
 def udevreleasecookie(ctx, args, entry, multiple):
-    from dmctl import udev
+    from dmctl.libdm import udev
     cookie = 0
     if args:
         cookie = _get_cookie_value(ctx, args[0])
@@ -92,7 +92,7 @@ def udevcomplete(ctx, args, entry, multiple):
     # Flags-only cookie (base 0): nothing to signal.
     if not cookie & 0xFFFF:
         return True
-    from dmctl import udev
+    from dmctl.libdm import udev
     if not udev.sync_support(ctx):
         return True
     return _ck.complete(_ck.cookie_key(cookie), ctx.err, _dbg(ctx))

@@ -120,7 +120,7 @@ class Ctx:
         """A kernel (mangled) name as dmsetup shows it: unmangled unless mode none."""
         if "\\x" not in kernel_name or self.mangling == "none":
             return kernel_name
-        from dmctl import names
+        from dmctl.libdm import names
         return names.unmangle(kernel_name)
 
     def mangle_name(self, name, what="name"):
@@ -131,7 +131,7 @@ class Ctx:
             return name
         if mode == "auto" and all(c in _WHITELIST for c in name):
             return name
-        from dmctl import names
+        from dmctl.libdm import names
         try:
             return names.mangle(name, mode, what)
         except names.ManglingError as e:

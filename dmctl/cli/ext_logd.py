@@ -9,7 +9,7 @@ of that cluster (numbered 1, 2, ... in the order the server first hears from it)
 
 import click
 
-from dmctl.targets.dirty_log.userspace import logd_logs, logd_start, logd_stop
+from dmctl.sim.targets.dirty_log.userspace import logd_logs, logd_start, logd_stop
 
 
 def _mapper():

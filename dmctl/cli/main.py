@@ -13,7 +13,7 @@ are click commands, also imported only when run.
 import os
 import sys
 
-from dmctl.cli import getopt as _g
+from dmctl import getopt as _g
 
 # --------------------------------------------------------------------------------------
 # Options: dmsetup 1.02.185's long option table (order matters for glibc's ambiguity
@@ -233,7 +233,7 @@ def process_switches(prog, argv, ctx):
                 return False, None, None
             sw.set(key, v)
         elif key == "udevcookie":
-            from dmctl.cli.cookies import parse_cookie
+            from dmctl.libdm.cookies import parse_cookie
             cookie = parse_cookie(val)
             if cookie is None:
                 # dmsetup reports it and goes on without a cookie

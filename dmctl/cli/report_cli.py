@@ -2,10 +2,10 @@
 set-up from the command line switches, per-device report objects and output.
 
 Imported only when report mode is used (or ``help -c``); the engine is
-``dmctl.report``.
+``dmctl.libdm.report``.
 """
 
-from dmctl import report as R
+from dmctl.libdm import report as R
 
 # Object types (dmsetup's DR_*)
 TASK, INFO, DEPS, TREE, NAME, STATS, STATS_META = 1, 2, 4, 8, 16, 32, 64
@@ -78,7 +78,7 @@ def _tree_parent_devs(o):
 
 
 def _mangled(o, s, what):
-    from dmctl import names
+    from dmctl.libdm import names
     try:
         return names.mangle(s, o.ctx.mangling, what)
     except names.ManglingError as e:
@@ -90,7 +90,7 @@ def _mangled(o, s, what):
 def _unmangled(o, kernel_s, shown, what):
     if o.ctx.mangling != "none":
         return shown
-    from dmctl import names
+    from dmctl.libdm import names
     return names.unmangle(kernel_s, "none", what)
 
 
@@ -277,7 +277,7 @@ class DevObj:
     @property
     def split(self):
         if self._split is None:
-            from dmctl import names
+            from dmctl.libdm import names
             self._split = names.split_name(self.uuid, self.name, "-")
         return self._split
 
@@ -307,7 +307,7 @@ def _warn(ctx):
 
 def build_tree(ctx):
     """The whole dependency tree (dmsetup's _build_whole_deptree)."""
-    from dmctl.tree import DepTree
+    from dmctl.libdm.tree import DepTree
     from dmctl.backend.base import DevId
     from dmctl.errors import DmError
     m = ctx.mapper()

@@ -363,7 +363,11 @@ class Faults:
     __slots__ = ("rules",)
 
     def __init__(self, state=None):
-        self.rules = pickle.loads(state) if state else []
+        if state:
+            from dmctl.sim.store import loads
+            self.rules = loads(state)
+        else:
+            self.rules = []
 
     def state(self):
         return pickle.dumps(self.rules, protocol=4) if self.rules else None

@@ -322,7 +322,7 @@ def crash(mapper, seed=None):
             env.note_cache(bf)
         for md in env.all_devices():
             env.destroy_device(md)
-        from dmctl.targets.dirty_log import userspace
+        from dmctl.sim.targets.dirty_log import userspace
         if env.store.get_meta(userspace.META_LUID) is not None:   # a log was made here
             userspace.host_crashed(env)
         return result

@@ -133,3 +133,30 @@ class Store:
         d = os.path.join(self.dir, "wcache")
         os.makedirs(d, exist_ok=True)
         return os.path.join(d, "%d.jnl" % backing_minor)
+
+
+# Modules that pickled state written by earlier dmctl versions names, and where their
+# classes live now (state survives an upgrade: tests/sim/test_legacy_state.py).
+_RENAMED_MODULES = {
+    "dmctl.targets": "dmctl.sim.targets",
+    "dmctl.backend.base": "dmctl.records",
+    "dmctl.backend.sim": "dmctl.sim.core",
+}
+
+
+def _renamed(module):
+    for old, new in _RENAMED_MODULES.items():
+        if module == old or module.startswith(old + "."):
+            return new + module[len(old):]
+    return module
+
+
+def loads(blob):
+    """``pickle.loads`` of simulator state, old module paths mapped to today's."""
+    import io
+    import pickle
+
+    class _Unpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            return super().find_class(_renamed(module), name)
+    return _Unpickler(io.BytesIO(blob)).load()

@@ -143,7 +143,7 @@ def test_userspace_log_status_parses(libdm, mapper, tmp_path):
     import sys
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sim"))
     from test_mirror_helpers import make_loops, mk
-    from dmctl.targets.dirty_log import userspace as U
+    from dmctl.sim.targets.dirty_log import userspace as U
     loops = make_loops(mapper, tmp_path)
     U.logd_start(mapper)
     mk(mapper, "mu", "0 16384 mirror userspace 4 MIRROR-UUID-USERLOG clustered-disk 7:6 1024 "

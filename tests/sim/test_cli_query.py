@@ -195,7 +195,7 @@ def test_version_simulated(generic):
 def test_no_heavy_imports(generic):
     code = ("import sys; sys.argv=['dmctl','--backend','sim','%s']; import dmctl.cli.main as m;"
             "m.main(sys.argv[1:]);"
-            "bad=[x for x in ('json','tabulate','pyudev','click','dmctl.report','dmctl.tree')"
+            "bad=[x for x in ('json','tabulate','pyudev','click','dmctl.libdm.report','dmctl.libdm.tree')"
             " if x in sys.modules]; print('BAD', bad)")
     for cmd in ("version", "ls", "status"):
         e = dict(os.environ, PYTHONPATH=ROOT, DMCTL_SIM_DIR=os.path.join(generic.dir, "state"))

@@ -42,7 +42,7 @@ def _rows(section):
 
 
 def _command_word(argv):
-    from dmctl.cli import getopt as g
+    from dmctl import getopt as g
     from dmctl.cli.main import SHORTOPTS, _LONG
     try:
         _opts, args = g.getopt_long("dmsetup", list(argv), SHORTOPTS, _LONG)

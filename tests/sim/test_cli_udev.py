@@ -1,7 +1,7 @@
 """The udev cookie commands through dmctl's dmsetup-compatible CLI.
 
 Most run in-process (main()) so that "udev is running" can be simulated by pointing
-dmctl.udev.UDEV_CONTROL at a file; semaphores are the host's real ones.  A few run
+dmctl.libdm.udev.UDEV_CONTROL at a file; semaphores are the host's real ones.  A few run
 ``python -m dmctl`` and the installed dmsetup side by side.
 """
 
@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from dmctl import cookie as ck
-from dmctl import udev
+from dmctl.libdm import cookie as ck
+from dmctl.libdm import udev
 from dmctl.cli.main import main
 
 DMSETUP = "/usr/sbin/dmsetup"

@@ -118,7 +118,7 @@ def test_write_completed_before_flush_was_issued_is_durable_inflight_is_not(mapp
 def test_completion_order_reaches_end_io_as_issued(mapper, backing, monkeypatch):
     f = backing("d.img", 1 << 20)
     mk(mapper, "lin", [(0, 2048, "linear", "%s 0" % f)])
-    from dmctl.targets.linear import Linear
+    from dmctl.sim.targets.linear import Linear
     seen = []
     orig = Linear.end_io
 

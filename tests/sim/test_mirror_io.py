@@ -226,7 +226,7 @@ def test_core_log_resyncs_fully_at_every_activation(mapper, loops):
     mapper.resume("m")
     done = int(status_of(mapper, "m").split()[3].split("/")[0])
     assert done < 1024          # started again from 0
-    from dmctl.backend.sim import WORK_PER_COMMAND
+    from dmctl.sim.core import WORK_PER_COMMAND
     # one step per region; the status command itself ran a command's worth of steps
     assert sio.settle(mapper) == 1024 - done - WORK_PER_COMMAND
     assert mapper.info("m").event_nr == 2

@@ -11,7 +11,7 @@ import pytest
 from dmctl.errors import DmError
 from dmctl.formats import mirror_log as F
 from dmctl.sim import io as sio
-from dmctl.targets.dirty_log import userspace as U
+from dmctl.sim.targets.dirty_log import userspace as U
 from test_mirror_helpers import golden, make_loops, mk, status_line
 
 

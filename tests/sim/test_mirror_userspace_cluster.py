@@ -17,7 +17,7 @@ from dmctl.backend.sim import SimMapper
 from dmctl.cli.ext_logd import logd as logd_cli
 from dmctl.formats import mirror_log as F
 from dmctl.sim import io as sio
-from dmctl.targets.dirty_log import userspace as U
+from dmctl.sim.targets.dirty_log import userspace as U
 from test_mirror_helpers import make_loops, mk, status_line, target
 
 CORE = "userspace 3 %s clustered-core 1024 2 %s 0 %s 0"

@@ -38,7 +38,7 @@ def test_table_loads_in_the_simulator(path, mapper, backing):
     text = open(path).read()
     if "userspace" in text:
         # as on a real kernel, a userspace dirty log needs its server running
-        from dmctl.targets.dirty_log.userspace import logd_start
+        from dmctl.sim.targets.dirty_log.userspace import logd_start
         logd_start(mapper)
     for ph, size in SIZES.items():
         if ph in text:

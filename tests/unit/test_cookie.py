@@ -1,4 +1,4 @@
-"""dmctl.cookie on this machine's real SysV semaphores, checked against libdm's protocol
+"""dmctl.libdm.cookie on this machine's real SysV semaphores, checked against libdm's protocol
 and, where the installed dmsetup can take part without a kernel dm driver, against
 /usr/sbin/dmsetup itself.
 
@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from dmctl import cookie as ck
-from dmctl.cli.cookies import parse_cookie, strtoul0
+from dmctl.libdm import cookie as ck
+from dmctl.libdm.cookies import parse_cookie, strtoul0
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DMSETUP = "/usr/sbin/dmsetup"
@@ -186,7 +186,7 @@ def test_wait_completed_by_another_process_while_waiting(cookie):
     """udev's udevcomplete arriving during the wait (from a separate process)."""
     c, semid = cookie
     ck.sem_inc(c, semid)
-    code = ("import time; from dmctl import cookie as ck; time.sleep(0.3); "
+    code = ("import time; from dmctl.libdm import cookie as ck; time.sleep(0.3); "
             "assert ck.complete(%d)" % c)
     p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT,
                          env=dict(os.environ, PYTHONPATH=ROOT))
@@ -200,7 +200,7 @@ def test_wait_completed_by_another_process_while_waiting(cookie):
 def test_wait_eidrm_counts_as_success(cookie):
     c, semid = cookie
     ck.sem_inc(c, semid)
-    code = "import time, sys; from dmctl import cookie as ck; time.sleep(0.3); ck.rmid(%d)" % semid
+    code = "import time, sys; from dmctl.libdm import cookie as ck; time.sleep(0.3); ck.rmid(%d)" % semid
     p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT,
                          env=dict(os.environ, PYTHONPATH=ROOT))
     r = ck.wait(c, timeout=10)
@@ -274,7 +274,7 @@ def test_udevcookies_table_equals_dmsetups(cookie):
 ISOLATED = r'''
 import os, subprocess, sys, time
 sys.path.insert(0, %(root)r)
-from dmctl import cookie as ck
+from dmctl.libdm import cookie as ck
 env = dict(os.environ, DM_DEV_DIR="/tmp/dmctl-test-devdir", PYTHONPATH=%(root)r)
 def dmsetup(*a, input=None):
     return subprocess.run([%(dmsetup)r] + list(a), capture_output=True, text=True,

@@ -158,7 +158,7 @@ def test_cookie_commands_across_tools(udev_running):
     r = dmctl("udevcreatecookie")
     assert r.returncode == 0 and r.stdout.startswith("0x0D4D"), r
     c = int(r.stdout, 16)
-    from dmctl import cookie as ck
+    from dmctl.libdm import cookie as ck
     semid = ck.semget(c, 1, 0)
     ck.sem_inc(c, semid)
     r = dmsetup("udevcomplete", str(0x00600000 | (c & 0xFFFF)))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dmctl import names as N
+from dmctl.libdm import names as N
 
 
 @pytest.mark.parametrize("raw,mangled", [

@@ -1,9 +1,9 @@
-"""The report engine (dmctl.report) on its own: field matching, widths, alignment,
+"""The report engine (dmctl.libdm.report) on its own: field matching, widths, alignment,
 sorting, selection and its error messages, rows/prefix output."""
 
 import pytest
 
-from dmctl import report as R
+from dmctl.libdm import report as R
 
 T1, T2 = 1, 2
 TYPES = [R.ObjType(T1, "Things", "thing_"), R.ObjType(T2, "Other Things", "other_")]

@@ -3,7 +3,7 @@ status lines captured from Linux 6.1."""
 
 import pytest
 
-from dmctl import status as S
+from dmctl.libdm import status as S
 from test_report_support import golden
 
 

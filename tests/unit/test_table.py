@@ -1,9 +1,9 @@
-"""dmctl.table: dmsetup 1.02.185's table-line parser, concise format and escaping."""
+"""dmctl.libdm.table: dmsetup 1.02.185's table-line parser, concise format and escaping."""
 
 import pytest
 
 from dmctl.backend.base import TargetLine
-from dmctl.table import (
+from dmctl.libdm.table import (
     ULLONG_MAX, TableError, c_atoi, format_concise, format_concise_device, format_table,
     ioctl_params, parse_concise, parse_line, parse_table, quote_concise, scan_ull,
     strtoull_strict, to_ioctl)
@@ -131,7 +131,7 @@ def test_backslashes_are_doubled_for_the_ioctl():
     lines = to_ioctl([TargetLine(0, 8, "t", "x\\y")])
     assert lines == [TargetLine(0, 8, "t", "x\\\\y")]
     # the kernel's dm_split_args undoes it
-    from dmctl.targets.base import split_args
+    from dmctl.sim.targets.base import split_args
     assert split_args(lines[0].params) == ["x\\y"]
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dmctl import tree as T
+from dmctl.libdm import tree as T
 from dmctl.backend.base import DeviceInfo, DM_ACTIVE_PRESENT_FLAG, DM_SUSPEND_FLAG, DM_READONLY_FLAG
 
 

@@ -1,4 +1,4 @@
-"""dmctl.udev: dmsetup's udev flag policy, the bounded wait and libdm's node fallback,
+"""dmctl.libdm.udev: dmsetup's udev flag policy, the bounded wait and libdm's node fallback,
 on real semaphores and real block nodes in a temporary DM_DEV_DIR (mknod needs root).
 
 "udev running" is simulated by pointing udev.UDEV_CONTROL at a file; the kernel is a
@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from dmctl import cookie as ck
-from dmctl import udev
+from dmctl.libdm import cookie as ck
+from dmctl.libdm import udev
 from dmctl.backend.base import DeviceEntry, DeviceInfo
 from dmctl.errors import DmError
 
@@ -127,7 +127,7 @@ def test_with_udev_running_cookie_is_libdms(env, monkeypatch):
     assert base and tx.cookie == 0x0D4D0000 | base
     assert ck.getval(tx.semid) == 2                  # created at 1, +1 for the task
     # udev's "dmsetup udevcomplete $DM_COOKIE" (the decimal value from the uevent)
-    from dmctl.cli.cookies import parse_cookie
+    from dmctl.libdm.cookies import parse_cookie
     assert ck.complete(ck.cookie_key(parse_cookie(str(t.event_nr))))
     t.done(DeviceInfo(name="lin1", major=254, minor=0, flags=UEVENT))
     start = time.monotonic()
@@ -272,7 +272,7 @@ def test_remove_trusting_udev_stacks_no_node_op(env, monkeypatch, capsys):
     # libdm's _dm_task_node_ops stacks NODE_DEL only when it does not rely on udev:
     # dmsetup -vvv remove with udev running (VM tier, tests/vm/guest/test_udev.py)
     # prints no "Stacking NODE_DEL [trust_udev]" / "Skipping NODE_DEL" lines.
-    from dmctl.cli import cookies
+    from dmctl.libdm import cookies
     udev_up(env, monkeypatch)
     ctx = make_ctx(verbose=3, command="remove")
     c = cookies.sync_begin(ctx, 0x20)
@@ -476,7 +476,7 @@ def test_pyudev_lookup_of_absent_device_is_none():
 # ------------------------------------------------------------------ the nodes.py seam
 
 def test_seam_functions_with_udev_running(env, monkeypatch):
-    from dmctl.cli import cookies
+    from dmctl.libdm import cookies
     udev_up(env, monkeypatch)
     ctx = make_ctx(udevtimeout="5")
     c1 = cookies.sync_begin(ctx, 0x20)
@@ -497,7 +497,7 @@ def test_seam_functions_with_udev_running(env, monkeypatch):
 
 @ROOT_ONLY
 def test_seam_node_ops_follow_cookie_flags(env, monkeypatch):
-    from dmctl.cli import cookies
+    from dmctl.libdm import cookies
     ddir = env / "dev"
     ctx = make_ctx("verifyudev", dev_dir=str(ddir) + "/")
     c = cookies.sync_begin(ctx, 0)

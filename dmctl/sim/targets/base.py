@@ -22,13 +22,13 @@ STATUSTYPE_IMA = 2
 # In the kernel's list order (dmsetup targets on Debian's 6.1: most recently
 # registered first; linear/striped/error are built into dm-mod and come last).
 REGISTRY = {
-    "zero": ("dmctl.targets.zero:Zero", (1, 1, 0)),
-    "mirror": ("dmctl.targets.mirror:Mirror", (1, 14, 0)),
-    "log-writes": ("dmctl.targets.log_writes:LogWrites", (1, 1, 0)),
-    "era": ("dmctl.targets.era:Era", (1, 0, 0)),
-    "striped": ("dmctl.targets.striped:Striped", (1, 6, 0)),
-    "linear": ("dmctl.targets.linear:Linear", (1, 4, 0)),
-    "error": ("dmctl.targets.error:Error", (1, 5, 0)),
+    "zero": ("dmctl.sim.targets.zero:Zero", (1, 1, 0)),
+    "mirror": ("dmctl.sim.targets.mirror:Mirror", (1, 14, 0)),
+    "log-writes": ("dmctl.sim.targets.log_writes:LogWrites", (1, 1, 0)),
+    "era": ("dmctl.sim.targets.era:Era", (1, 0, 0)),
+    "striped": ("dmctl.sim.targets.striped:Striped", (1, 6, 0)),
+    "linear": ("dmctl.sim.targets.linear:Linear", (1, 4, 0)),
+    "error": ("dmctl.sim.targets.error:Error", (1, 5, 0)),
 }
 
 

@@ -1,7 +1,7 @@
 """error (drivers/md/dm-target.c io_err, v1.5.0): every I/O fails with EIO."""
 
 from dmctl.sim import bio as B
-from dmctl.targets.base import Target
+from dmctl.sim.targets.base import Target
 
 
 class Error(Target):

@@ -6,7 +6,7 @@ way libdevmapper's dm_get_status_mirror does).
 TABLE: ``<log type> <log argc> <log args> <n> (<dev> <offset>)... [<f> features]``.
 """
 
-from dmctl.status import StatusParseError, devno, need, to_int, words
+from dmctl.libdm.status import StatusParseError, devno, need, to_int, words
 
 HEALTH = {"A": "alive", "F": "flush_error", "D": "write_error", "S": "sync_error",
           "R": "read_error", "U": "unknown_error"}

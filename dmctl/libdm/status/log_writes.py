@@ -1,7 +1,7 @@
 """log-writes: INFO ``<logged entries> <highest allocated sector>[ logging_disabled]``;
 TABLE ``<dev> <log dev>``."""
 
-from dmctl.status import StatusParseError, devno, to_int, words
+from dmctl.libdm.status import StatusParseError, devno, to_int, words
 
 
 def parse_status(target_type, params):

@@ -1,5 +1,5 @@
 """mirror (drivers/md/dm-raid1.c, v1.14.0) in the simulator, with its region hash
-(dm-region-hash.c) and dirty logs (dmctl.targets.dirty_log: core, disk, userspace).
+(dm-region-hash.c) and dirty logs (dmctl.sim.targets.dirty_log: core, disk, userspace).
 
 Table: ``mirror <log_type> <#log_args> <log_args>... <#mirrors> <dev> <offset>...
 [<#features> handle_errors [keep_log]]``.
@@ -41,8 +41,8 @@ import errno
 
 from dmctl.errors import TargetError
 from dmctl.sim import bio as B
-from dmctl.targets.base import STATUSTYPE_IMA, STATUSTYPE_INFO, STATUSTYPE_TABLE, Target
-from dmctl.targets.dirty_log.base import LogError, create as create_dirty_log, scan_u
+from dmctl.sim.targets.base import STATUSTYPE_IMA, STATUSTYPE_INFO, STATUSTYPE_TABLE, Target
+from dmctl.sim.targets.dirty_log.base import LogError, create as create_dirty_log, scan_u
 
 PREFIX = "device-mapper: raid1: "
 MAX_RECOVERY = 1

@@ -1,7 +1,7 @@
 """era: INFO ``<meta block size> <used>/<total> <current era> <snap block|->`` (or
 ``Error``); TABLE ``<metadata dev> <origin dev> <block size>``."""
 
-from dmctl.status import StatusParseError, devno, need, to_int, words
+from dmctl.libdm.status import StatusParseError, devno, need, to_int, words
 
 
 def parse_status(target_type, params):

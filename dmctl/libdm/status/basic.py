@@ -1,6 +1,6 @@
 """linear, zero and error: status lines are empty; linear's table is ``dev offset``."""
 
-from dmctl.status import StatusParseError, devno, to_int, words
+from dmctl.libdm.status import StatusParseError, devno, to_int, words
 
 
 def parse_status(target_type, params):

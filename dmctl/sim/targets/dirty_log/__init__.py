@@ -5,4 +5,4 @@ name (core, disk, userspace) and runs its constructor; failures raise ``LogError
 carrying the kernel's DMWARN/DMERR lines.
 """
 
-from dmctl.targets.dirty_log.base import DirtyLog, LogError, create, get_type  # noqa: F401
+from dmctl.sim.targets.dirty_log.base import DirtyLog, LogError, create, get_type  # noqa: F401

@@ -20,7 +20,7 @@ import errno
 
 from dmctl.errors import TargetError
 from dmctl.sim import bio as B
-from dmctl.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE, Target
+from dmctl.sim.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE, Target
 
 LOG_FLUSH = 1
 LOG_FUA = 2
@@ -57,7 +57,7 @@ class LogWrites(Target):
         t.logging_enabled = True
         # log_writes_ctr: discards the data device cannot take are logged and then
         # completed here instead of being passed down
-        from dmctl.backend.sim import device_takes_discards
+        from dmctl.sim.core import device_takes_discards
         t.device_supports_discard = device_takes_discards(env, dev)
         ti.num_flush_bios = 1
         ti.num_discard_bios = 1

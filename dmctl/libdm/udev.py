@@ -22,7 +22,7 @@ import errno as _errno
 import os
 import stat as _stat
 
-from dmctl import cookie as _ck
+from dmctl.libdm import cookie as _ck
 
 UDEV_CONTROL = "/run/udev/control"
 UDEV_DEV_DIR = "/dev/"
@@ -132,7 +132,7 @@ def external_cookie(ctx):
         return ctx.sw.get("udevcookie")
     env = os.environ.get("DM_UDEV_COOKIE")
     if env:
-        from dmctl.cli.cookies import parse_cookie
+        from dmctl.libdm.cookies import parse_cookie
         c = parse_cookie(env)
         if c is None:
             ctx.err("Incorrect cookie value.")

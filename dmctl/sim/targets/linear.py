@@ -4,7 +4,7 @@ import errno
 
 from dmctl.errors import TargetError
 from dmctl.sim import bio as B
-from dmctl.targets.base import Target, STATUSTYPE_INFO, STATUSTYPE_TABLE, parse_ull
+from dmctl.sim.targets.base import Target, STATUSTYPE_INFO, STATUSTYPE_TABLE, parse_ull
 
 
 SECTOR_MASK = (1 << 64) - 1

@@ -62,17 +62,17 @@ def parse_cookie(s):
 
 
 # --------------------------------------------------------------------------------------
-# The functions dmctl.cli.nodes (the lifecycle commands' seam) delegates to on the
-# kernel backend.  They keep one dmctl.udev.UdevTransaction per command on the Ctx;
+# The functions dmctl.libdm.nodes (the lifecycle commands' seam) delegates to on the
+# kernel backend.  They keep one dmctl.libdm.udev.UdevTransaction per command on the Ctx;
 # ``cookie`` arguments are the event_nr values sync_begin returned (flags << 16 | base),
 # from which libdm's node policy is read exactly as libdm reads dmt->event_nr.
-# dmctl.udev is imported only here, so that parse_cookie stays cheap.
+# dmctl.libdm.udev is imported only here, so that parse_cookie stays cheap.
 # --------------------------------------------------------------------------------------
 
 def _tx(ctx, create=True):
     tx = getattr(ctx, "_dmctl_udev_tx", None)
     if tx is None and create:
-        from dmctl import udev
+        from dmctl.libdm import udev
         try:
             tx = udev.UdevTransaction(ctx, uevents=True)
         except ValueError as e:          # bad --udevtimeout: say so, use the default
@@ -123,7 +123,7 @@ def sync_wait(ctx, cookie):
 def _node_policy(tx, cookie):
     """(check_udev, rely_on_udev) as libdm's dm_task_run derives them from event_nr;
     without a cookie value, from this command's flags."""
-    from dmctl import cookie as ck
+    from dmctl.libdm import cookie as ck
     f = (cookie >> 16) & 0xFFFF if cookie else tx._effective(tx.flags())
     return (not f & ck.DM_UDEV_DISABLE_DM_RULES_FLAG,
             bool(f & ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK))
@@ -167,7 +167,7 @@ def rename_node(ctx, old, new, cookie=0):
 
 def mknodes(ctx, name=None):
     """dm_mknodes for the kernel backend (``dmsetup mknodes [NAME]``)."""
-    from dmctl import udev
+    from dmctl.libdm import udev
     from dmctl.errors import DmError
     try:
         return udev.mknodes(ctx, ctx.mapper(), name)

@@ -27,7 +27,7 @@ import pickle
 from dmctl.errors import TargetError
 from dmctl.pdata.errors import PDataError
 from dmctl.sim import bio as B
-from dmctl.targets.base import (STATUSTYPE_INFO, STATUSTYPE_TABLE, Target, parse_uint)
+from dmctl.sim.targets.base import (STATUSTYPE_INFO, STATUSTYPE_TABLE, Target, parse_uint)
 
 MIN_BLOCK_SIZE = 8
 DM_MSG_PREFIX = "device-mapper: era: "

@@ -75,8 +75,8 @@ import struct
 
 from dmctl.formats import mirror_log as F
 from dmctl.sim import bio as B
-from dmctl.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE
-from dmctl.targets.dirty_log.base import DirtyLog, LogError
+from dmctl.sim.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE
+from dmctl.sim.targets.dirty_log.base import DirtyLog, LogError
 
 PREFIX = "device-mapper: dm-log-userspace: "
 DM_UUID_LEN = 129
@@ -207,7 +207,8 @@ class _Home:
 
 
 def _load_server(blob):
-    srv = pickle.loads(blob)
+    from dmctl.sim.store import loads
+    srv = loads(blob)
     if not hasattr(srv, "nodes"):            # state saved before nodes existed
         srv.nodes = {}
         logs = {}

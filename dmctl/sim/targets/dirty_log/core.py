@@ -8,8 +8,8 @@ its table is loaded.
 import errno
 
 from dmctl.formats import mirror_log as F
-from dmctl.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE
-from dmctl.targets.dirty_log.base import PREFIX, DirtyLog, LogError, scan_u
+from dmctl.sim.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE
+from dmctl.sim.targets.dirty_log.base import PREFIX, DirtyLog, LogError, scan_u
 
 DEFAULTSYNC, NOSYNC, FORCESYNC = 0, 1, 2
 UINT_MAX = (1 << 32) - 1

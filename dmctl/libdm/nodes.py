@@ -15,7 +15,7 @@ points where libdm does the corresponding work:
 * ``mknodes(ctx, name)``: ``dm_mknodes``.
 
 On the simulator all of this is a no-op (it has no device nodes and no udev).  On the
-kernel the work is delegated to ``dmctl.cli.cookies`` (udev cookies, node creation),
+kernel the work is delegated to ``dmctl.libdm.cookies`` (udev cookies, node creation),
 written separately, when it provides a function of the same name; until then these
 functions do nothing beyond what the kernel itself does.
 """
@@ -32,7 +32,7 @@ def _delegate(ctx, fname):
     except Exception:
         return None
     try:
-        from dmctl.cli import cookies
+        from dmctl.libdm import cookies
     except ImportError:
         return None
     fn = getattr(cookies, fname, _MISSING)
@@ -45,7 +45,7 @@ def udev_flags(ctx):
     0 where nothing would use them (the simulator)."""
     if _delegate(ctx, "sync_begin") is None:
         return 0
-    from dmctl import cookie as ck
+    from dmctl.libdm import cookie as ck
     sw = ctx.sw
     flags = 0
     if sw["noudevrules"]:
@@ -64,7 +64,7 @@ def user_cookie(ctx):
     env = os.environ.get("DM_UDEV_COOKIE")
     if not env:
         return False
-    from dmctl.cli.cookies import parse_cookie
+    from dmctl.libdm.cookies import parse_cookie
     return bool(parse_cookie(env))
 
 
@@ -72,7 +72,7 @@ def relies_on_udev(flags):
     """libdm's ``rely_on_udev``: no library node creation."""
     if not flags:
         return False
-    from dmctl import cookie as ck
+    from dmctl.libdm import cookie as ck
     return bool(flags & ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK)
 
 

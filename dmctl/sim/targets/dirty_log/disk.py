@@ -14,9 +14,9 @@ import errno
 
 from dmctl.formats import mirror_log as F
 from dmctl.sim import bio as B
-from dmctl.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE
-from dmctl.targets.dirty_log.base import PREFIX, LogError
-from dmctl.targets.dirty_log.core import DEFAULTSYNC, NOSYNC, CoreLog
+from dmctl.sim.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE
+from dmctl.sim.targets.dirty_log.base import PREFIX, LogError
+from dmctl.sim.targets.dirty_log.core import DEFAULTSYNC, NOSYNC, CoreLog
 
 
 class DiskLog(CoreLog):

@@ -109,11 +109,11 @@ class DirtyLog:
 
 
 def _types():
-    from dmctl.targets.dirty_log.core import CoreLog
-    from dmctl.targets.dirty_log.disk import DiskLog
+    from dmctl.sim.targets.dirty_log.core import CoreLog
+    from dmctl.sim.targets.dirty_log.disk import DiskLog
     types = {"core": CoreLog, "disk": DiskLog}
     try:
-        from dmctl.targets.dirty_log.userspace import UserspaceLog
+        from dmctl.sim.targets.dirty_log.userspace import UserspaceLog
         types["userspace"] = UserspaceLog
     except ImportError:  # pragma: no cover
         pass

@@ -15,7 +15,7 @@ class StatusParseError(ValueError):
 
 
 def _registry():
-    from dmctl.status import basic, era, log_writes, mirror
+    from dmctl.libdm.status import basic, era, log_writes, mirror
     return {
         "linear": basic,
         "zero": basic,

@@ -4,7 +4,7 @@ import errno
 
 from dmctl.errors import TargetError
 from dmctl.sim import bio as B
-from dmctl.targets.base import Target
+from dmctl.sim.targets.base import Target
 
 
 class Zero(Target):

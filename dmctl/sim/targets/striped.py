@@ -4,7 +4,7 @@ import errno
 
 from dmctl.errors import TargetError
 from dmctl.sim import bio as B
-from dmctl.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE, Target, parse_ull
+from dmctl.sim.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE, Target, parse_ull
 
 DM_IO_ERROR_THRESHOLD = 15
 
