@@ -23,8 +23,8 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from benchmarks.common import (Clock, fresh_file, interleaved, load, ratio_rows,  # noqa: E402
-                               report_ratios)
+from benchmarks.common import (Clock, fresh_file, interleaved, load,  # noqa: E402
+                               on_device, ratio_rows, report_ratios, sim_writes)
 
 MB = 1 << 20
 REGION = 1024   # sectors
@@ -38,8 +38,6 @@ def main():
         os.environ["DMCTL_SIM_DIR"] = os.path.join(d, "sim")
         from dmctl.backend.base import TargetLine
         from dmctl.backend.sim import SimMapper
-        from dmctl.sim import bio as B
-        from dmctl.sim.io import Session, resolve
 
         legs = [os.path.join(d, "leg%d" % i) for i in range(3)]
         sectors = size >> 9
@@ -54,25 +52,9 @@ def main():
             return " ".join("%s 0" % p for p in legs[:n])
 
         def writes(name, target, params, nlegs):
-            def fn(env):
-                s = Session(env, resolve(env, name))
-                with Clock() as c:
-                    for off in range(0, size, MB):
-                        s.submit(B.WRITE, off >> 9, MB >> 9, buf)
-                    s.submit(B.WRITE, 0, 0, None, B.PREFLUSH)
-                    env.run_work(None)
-                return c.times
-
-            def case():
-                for p in legs[:nlegs]:
-                    fresh_file(p, size)
-                device(name, target, params)
-                m.resume(name)
-                try:
-                    return m.run(fn)
-                finally:
-                    m.remove(name)
-            return case
+            return lambda: on_device(m, name, target, params, sectors,
+                                     sim_writes(name, size, buf),
+                                     [(p, size) for p in legs[:nlegs]])
 
         def filled_source():
             fresh_file(legs[0], size)
