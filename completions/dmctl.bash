@@ -172,7 +172,12 @@ _dmctl() {
         replay-log)
             COMPREPLY=($(compgen -f -- "$cur")) ;;
         logd)
-            [ "$nargs" = 0 ] && COMPREPLY=($(compgen -W "start stop status" -- "$cur")) ;;
+            if [ "$nargs" = 0 ]; then COMPREPLY=($(compgen -W "start run stop status" -- "$cur"))
+            else case "$prev" in
+                --socket|--pidfile) COMPREPLY=($(compgen -f -- "$cur")) ;;
+                --state-dir) COMPREPLY=($(compgen -d -- "$cur")) ;;
+                *) COMPREPLY=($(compgen -W "--socket --pidfile --state-dir --syslog --no-syslog --force --json --verbose" -- "$cur")) ;;
+            esac; fi ;;
         *)
             case " $(echo $_dmctl_dev_cmds) " in
                 *" $cmd "*) COMPREPLY=($(compgen -W "$(_dmctl_devices)" -- "$cur")) ;;

@@ -1,13 +1,48 @@
-"""Errors that carry an errno from the bottom (kernel, simulator) up to the CLI.
+"""dmctl's exceptions: one root, :class:`DmctlError`, and the errors that carry an errno
+from the bottom (kernel, simulator) up to the CLI.
 
-Only the CLI turns these into dmsetup's text and exit codes.
+Only the CLI turns these into dmsetup's text and exit codes.  Catch ``DmctlError`` to
+catch any failure dmctl reports on purpose (a bug still raises what Python raises).
+The hierarchy (each class lives where its layer is; all keep their own messages,
+attributes and errno)::
+
+    DmctlError
+     +-- DmError                 a device-mapper ioctl failed (errno, op, device, detail)
+     +-- TargetError             a simulated target's ctr/message failed (ti->error)
+     +-- IOFailure               I/O on a simulated device failed (dmctl.sim.io's errors)
+     +-- UsageError              bad command line (dmctl's own commands)
+     +-- GetoptError             bad option, glibc's message (dmctl.getopt)
+     +-- TableError              a table line does not parse (dmctl.libdm.table)
+     +-- ParseError              a target's params or status text does not have its
+     |                           shape (dmctl.libdm.fields; also a ValueError)
+     +-- KernelUnavailable       no usable /dev/mapper/control (dmctl.backend)
+     +-- PDataError              persistent-data failure, -errno + text (dmctl.pdata)
+     |    +-- EraMetadataError   era metadata (dmctl.formats.era_meta)
+     +-- LogFormatError          not a dm-log-writes log (dmctl.formats.log_writes;
+     |                           also a ValueError), with BadMagic, BadVersion,
+     |                           ShortSuper, Malformed, Truncated
+     +-- LogError                a dirty log's constructor failed
+     |                           (dmctl.sim.targets.dirty_log.base)
+     +-- KernelError             a DM ioctl's reply does not decode (dmctl.ioctl.codec)
+     +-- DeviceArgError          a device argument names no device (dmctl.libdm.devices)
+     +-- ManglingError           a name/uuid cannot be mangled (dmctl.libdm.names)
+     +-- SemError                a udev cookie semaphore call failed (dmctl.libdm.cookie;
+     |                           also an OSError)
+     +-- ReportError, FieldError bad -o/-O/-S report options (dmctl.libdm.report)
+     +-- TreeOptionError         bad ls --tree options (dmctl.libdm.tree)
+     +-- BackendUnavailable      the chosen backend cannot be used (dmctl.cli.ctx)
+     +-- NotRunning, StartError  the log daemon is not running / cannot start (dmctl.logd)
 """
 
 import errno as _errno
 import os
 
 
-class DmError(Exception):
+class DmctlError(Exception):
+    """The root of every exception dmctl raises on purpose."""
+
+
+class DmError(DmctlError):
     """A device-mapper operation failed with an errno.
 
     ``op`` is libdm's ioctl name as dmsetup prints it (``create``, ``reload``,
@@ -53,7 +88,7 @@ class DmError(Exception):
         return self
 
 
-class TargetError(Exception):
+class TargetError(DmctlError):
     """A target constructor/message failed: ``ti->error`` text plus errno.
 
     Raised by target code in the simulator; the mapper turns it into a DmError
@@ -68,13 +103,13 @@ class TargetError(Exception):
         super().__init__(text)
 
 
-class IOFailure(Exception):
+class IOFailure(DmctlError):
     """An I/O request on a simulated device failed the way a program sees it (EIO on
     a bio, a bad I/O script line).  Like a failed ioctl it does not undo what the
     simulated kernel already did: the transaction is still committed."""
 
 
-class UsageError(Exception):
+class UsageError(DmctlError):
     """Bad command line: the CLI prints ``message`` and exits 1."""
 
     def __init__(self, message, usage=False):

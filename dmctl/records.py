@@ -44,6 +44,22 @@ class DevId(_Rec):
             return cls(major=x[0], minor=x[1])
         raise TypeError("cannot name a device with %r" % (x,))
 
+    @classmethod
+    def from_devno_or_node(cls, arg, dm_major, dev_dir="/dev/"):
+        """The syntactic part of naming a device, with no stat() and no mangling:
+        ``MAJ:MIN`` -> by number; ``DEV_DIR/mapper/NAME`` -> by name;
+        ``DEV_DIR/dm-N`` -> (``dm_major``, N); None for anything else.  dmctl's own
+        commands accept these (``dmctl.libdm.devices.device_arg``), and so does the
+        simulator's I/O API (``dmctl.sim.io``) for library callers."""
+        a, sep, b = arg.partition(":")
+        if sep and a.isdigit() and b.isdigit():
+            return cls(major=int(a), minor=int(b))
+        if arg.startswith(dev_dir + "mapper/") and "/" not in arg[len(dev_dir) + 7:]:
+            return cls(name=arg[len(dev_dir) + 7:])
+        if arg.startswith(dev_dir + "dm-") and arg[len(dev_dir) + 3:].isdigit():
+            return cls(major=dm_major, minor=int(arg[len(dev_dir) + 3:]))
+        return None
+
     def label(self):
         if self.name:
             return self.name
@@ -111,6 +127,8 @@ class TargetLine(_Rec):
 
 
 class TargetVersion(_Rec):
+    """One target type the driver knows (DM_LIST_VERSIONS): ``name`` and ``version``,
+    a (major, minor, patch) tuple."""
     __slots__ = ("name", "version")
 
     def __init__(self, name, version):

@@ -8,11 +8,26 @@ GOLDEN = os.path.join(ROOT, "tests", "golden")
 
 
 def golden(name):
-    """Contents of a golden capture, or None when it does not exist."""
+    """Contents of a golden capture, or None when it does not exist (for captures that
+    are optional, e.g. a command's stderr; see golden_path for required ones)."""
     p = os.path.join(GOLDEN, name)
     if not os.path.exists(p):
         return None
     with open(p) as f:
+        return f.read()
+
+
+def golden_path(name):
+    """Path of a golden capture in tests/golden that a test needs: a missing capture
+    fails the test (never a skip: the captures are part of the repository)."""
+    p = os.path.join(GOLDEN, name)
+    assert os.path.isfile(p), "golden capture %s is missing from %s" % (name, GOLDEN)
+    return p
+
+
+def need_golden(name, binary=False):
+    """Contents of a golden capture that must exist (see golden_path)."""
+    with open(golden_path(name), "rb" if binary else "r") as f:
         return f.read()
 
 

@@ -23,8 +23,19 @@ from dmctl.constants import (  # noqa: F401  (re-exported)
     DM_DEFERRED_REMOVE,
     DM_INTERNAL_SUSPEND_FLAG,
     DM_IMA_MEASUREMENT_FLAG)
+from dmctl.constants import LOOP_MAJOR
+from dmctl.errors import DmctlError
 from dmctl.records import (  # noqa: F401  (re-exported)
     DeviceEntry, DeviceInfo, DevId, TargetLine, TargetVersion)
+
+
+class SimulatorRequired(DmctlError):
+    """An operation only the simulator has was asked of another backend."""
+
+    def __init__(self, kind="kernel"):
+        self.kind = kind
+        super().__init__("this needs the simulator backend (the %s backend cannot do it)"
+                         % kind)
 
 
 class Mapper:
@@ -34,7 +45,57 @@ class Mapper:
     ``cookie`` is the udev cookie value placed in ``event_nr`` (resume/remove/rename).
     """
 
-    kind = "abstract"           # "kernel" or "sim"
+    kind = "abstract"           # "kernel" or "sim": informational, never branched on
+
+    # -- what the backend is (every question the CLI and libdm ask of it) -------------
+    # The defaults describe the kernel's device mapper; the simulator overrides them.
+
+    #: The driver is dmctl's simulator, not a kernel (``dmctl version`` says
+    #: "(simulated)").  For display only: ask the capabilities below, not this.
+    simulated = False
+
+    #: create/resume/remove/rename send uevents that udev hears, so libdm's udev
+    #: synchronisation (cookies, waits) applies.  The kernel: yes; the simulator: no.
+    emits_uevents = True
+
+    #: Mapped devices are block device nodes (``/dev/mapper/NAME``, ``/dev/dm-N``) that
+    #: libdm creates, removes and renames where udev does not, and ``mknodes`` checks.
+    #: The simulator has none: ``/dev/mapper/NAME`` in an argument just names NAME.
+    has_device_nodes = True
+
+    #: Why the last ``read_ahead()`` or ``set_read_ahead()`` could not do its work, as
+    #: libdm logs it (``/dev/mapper/x: open failed: No such file or directory``), or None.
+    read_ahead_error = None
+
+    @property
+    def dm_major(self):
+        """The block major of mapped devices (libdm's ``_dm_device_major``): the one a
+        persistent device number is made with.  0 when the driver has none."""
+        raise NotImplementedError
+
+    def blkdev_name(self, major, minor):
+        """The kernel's name of block device ``major:minor`` (``dm-3``, ``loop7``,
+        ``sda1``), or None when there is no such device: libdm's dm_device_get_name
+        with prefer_kernel_name.  This default knows the mapped devices this mapper
+        lists (``dm-<minor>``) and loop devices (``loop<minor>``, Linux's fixed major 7);
+        the kernel backend asks sysfs."""
+        if major == LOOP_MAJOR:
+            return "loop%d" % minor
+        return "dm-%d" % minor if self.dm_name(major, minor) is not None else None
+
+    def dm_name(self, major, minor):
+        """The name of mapped device ``major:minor`` (sysfs ``dm/name``), or None when
+        it is not one.  This default looks through ``list_devices()``."""
+        for e in self.list_devices():
+            if (e.major, e.minor) == (major, minor):
+                return e.name
+        return None
+
+    def simulator(self):
+        """The simulated kernel behind this mapper, for what only the simulator can do
+        (``dmctl io``/``sim``/``logd``, ``dmctl.sim.io``: I/O, power cuts, faults).
+        Raises SimulatorRequired on any other backend."""
+        raise SimulatorRequired(self.kind)
 
     # -- driver ---------------------------------------------------------------------
     def version(self):

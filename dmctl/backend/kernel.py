@@ -67,7 +67,12 @@ BUFFER_MAX_TEXT = "Ioctl buffer maximum reached (16KB << %u = %d bytes), giving 
 
 
 class KernelMapper(base.Mapper):
+    """The kernel's device mapper through ``/dev/mapper/control`` (kind "kernel"): its
+    ioctls send uevents, its devices are block device nodes, sysfs names them."""
+
     kind = "kernel"
+    emits_uevents = True
+    has_device_nodes = True
 
     def __init__(self, control=None, kmsg=None):
         """``control``: a ControlDevice (default: open /dev/mapper/control on first use).
@@ -78,7 +83,7 @@ class KernelMapper(base.Mapper):
         self._kernel_version = None
         self.double_factor = 0
         self.min_buffer = codec.MIN_BUFFER_SIZE
-        self.dm_major = None
+        self._dm_major = None
         self.read_ahead_error = None
 
     # -- plumbing --------------------------------------------------------------------
@@ -225,7 +230,7 @@ class KernelMapper(base.Mapper):
         devt = 0
         if minor is not None:
             flags |= abi.DM_PERSISTENT_DEV_FLAG
-            devt = abi.huge_encode_dev(self._dm_block_major(), minor)
+            devt = abi.huge_encode_dev(self.dm_major, minor)
         d = base.DevId(name=name, uuid=uuid or None)
         self._check_version()
         try:
@@ -237,24 +242,19 @@ class KernelMapper(base.Mapper):
         self._raw(abi.DM_DEV_CREATE_CMD, buf, "create", d)
         return self._info(buf)
 
-    def _dm_block_major(self):
-        """The "device-mapper" block major from /proc/devices (the kernel only uses the
-        minor of a persistent dev, libdm sends makedev(major, minor))."""
-        if self.dm_major is None:
-            self.dm_major = 0
-            try:
-                with open("/proc/devices") as f:
-                    block = False
-                    for line in f:
-                        if line.startswith("Block devices"):
-                            block = True
-                        parts = line.split()
-                        if block and len(parts) == 2 and parts[1] == "device-mapper":
-                            self.dm_major = int(parts[0])
-                            break
-            except (OSError, ValueError):
-                pass
-        return self.dm_major
+    @property
+    def dm_major(self):
+        """The "device-mapper" block major (libdm's ``_dm_device_major``), as the control
+        device knows it: ``/proc/devices`` for the real node (0 when it lists none; the
+        kernel uses only the minor of a persistent dev, libdm sends makedev(major,
+        minor)).  Read once."""
+        if self._dm_major is None:
+            self._dm_major = self.control.dm_major()
+        return self._dm_major
+
+    @dm_major.setter
+    def dm_major(self, value):
+        self._dm_major = value
 
     def load(self, dev, lines, readonly=False):
         buf, _ = self._run(abi.DM_TABLE_LOAD_CMD, dev,
@@ -342,13 +342,32 @@ class KernelMapper(base.Mapper):
     sysfs_dir = "/sys/"
 
     def _read_ahead_path(self, info):
-        return "%sdev/block/%d:%d/bdi/read_ahead_kb" % (self.sysfs_dir, info.major,
-                                                       info.minor)
+        return self._sysfs_block(info.major, info.minor) + "/bdi/read_ahead_kb"
 
     @staticmethod
     def _node_path(info):
         d = os.environ.get("DM_DEV_DIR") or "/dev"
         return "%s/%s/%s" % (d.rstrip("/"), abi.DM_DIR, info.name)
+
+    # -- device names (libdm's dm_device_get_name: sysfs) -----------------------------
+    def _sysfs_block(self, major, minor):
+        return "%sdev/block/%d:%d" % (self.sysfs_dir, major, minor)
+
+    def blkdev_name(self, major, minor):
+        """The kernel's name: the basename of /sys/dev/block/MAJ:MIN's target."""
+        base_ = self._sysfs_block(major, minor)
+        try:
+            return os.path.basename(os.path.realpath(base_)) if os.path.exists(base_) else None
+        except OSError:
+            return None
+
+    def dm_name(self, major, minor):
+        """/sys/dev/block/MAJ:MIN/dm/name, None when it is no mapped device."""
+        try:
+            with open(self._sysfs_block(major, minor) + "/dm/name") as f:
+                return f.read().rstrip("\n")
+        except OSError:
+            return None
 
     def read_ahead(self, info):
         """dm_task_get_read_ahead: sysfs ``bdi/read_ahead_kb`` * 2, else BLKRAGET on

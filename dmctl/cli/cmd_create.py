@@ -1,16 +1,17 @@
 """dmsetup's ``create`` (also ``--concise``) and ``load``/``reload``.
 
 Follows dmsetup 1.02.185 (``_create``, ``_create_one_device``, ``_create_concise``,
-``_load``, ``_parse_file``) and libdm's ``_create_and_load_v4``: with a table,
-create -> load (by major:minor) -> resume, and on a failed load or resume the device
-is removed again, so bad input leaves nothing behind.  Without a table (``--notable``,
-empty stdin, only comments) only the create ioctl runs.
+``_load``, ``_parse_file``): the arguments and the table become a
+dmctl.libdm.task.Task that the library runs -- with a table, libdm's
+``_create_and_load_v4`` (create -> load by major:minor -> resume, the device removed
+again on a failed load or resume, so bad input leaves nothing behind); without one
+(``--notable``, empty stdin, only comments) only the create ioctl.
 """
 
 import os
 import sys
 
-from dmctl.errors import DmError
+from dmctl.constants import DM_UUID_LEN
 
 
 # ------------------------------------------------------------------------ table input
@@ -100,7 +101,6 @@ def create_one_device(ctx, name, file, uuid=None, major=-1, minor=-1, read_only=
     """``_create_one_device``: name and uuid checks, the table, then libdm's create
     (-> load -> resume, reverted on failure)."""
     from dmctl.cli import cmd_lifecycle as lc
-    from dmctl.libdm import nodes
     sw = ctx.sw
     kname = lc.set_name(ctx, name, creating=True)
     if kname is None:
@@ -112,113 +112,26 @@ def create_one_device(ctx, name, file, uuid=None, major=-1, minor=-1, read_only=
             return False
         # The kernel keeps at most DM_UUID_LEN - 1 bytes.
         b = kuuid.encode("utf-8", "surrogateescape")
-        if len(b) >= lc.DM_UUID_LEN:
-            kuuid = b[:lc.DM_UUID_LEN - 1].decode("utf-8", "surrogateescape")
+        if len(b) >= DM_UUID_LEN:
+            kuuid = b[:DM_UUID_LEN - 1].decode("utf-8", "surrogateescape")
     lines = []
     if not sw["notable"]:
         lines = read_table(ctx, file, table_text)
         if lines is None:
             return False
-    user_cookie = lc.user_cookie(ctx)
-    flags = nodes.udev_flags(ctx)
     # The dmt: the user's major/minor (dm_task_set_major clears the fallback).
-    dmt = lc.Task(name=kname, uuid=kuuid, major=major, minor=minor,
+    dmt = lc.Task("create", name=kname, uuid=kuuid, major=major, minor=minor,
                   fallback=not major_set)
-    if not lines:
-        # A plain DM_DEV_CREATE: no uevent, so no udev synchronisation.
-        r, info = _create_ioctl(ctx, dmt, read_only)
-        if r and sw["addnodeoncreate"] and not nodes.relies_on_udev(flags):
-            nodes.add_node(ctx, kname, info.major, info.minor, sw.get("uid"),
-                           sw.get("gid"), sw.get("mode"))
-    else:
-        cookie = nodes.sync_begin(ctx, flags)
-        r, info = _create_and_load(ctx, dmt, lines, read_only, cookie, flags)
-        if not user_cookie:
-            nodes.sync_wait(ctx, cookie)
+    dmt.read_only = read_only
+    dmt.table = lines
+    dmt.noflush = bool(sw["noflush"])
+    dmt.nolockfs = bool(sw["nolockfs"])
+    if sw["readahead"]:
+        dmt.read_ahead = sw.get("readahead")
+    r = lc.run(ctx, dmt)
     if r and sw["verbose"]:
-        r = lc.display_info(ctx, info)
+        r = lc.display_info(ctx, dmt.info)
     return r
-
-
-def _create_ioctl(ctx, t, read_only):
-    """One DM_DEV_CREATE for task ``t``. -> (ok, DeviceInfo)."""
-    from dmctl.cli import cmd_lifecycle as lc
-    if lc.flatten(ctx, t, "create") is None:
-        return False, None
-    try:
-        info = ctx.mapper().create(t.name, uuid=t.uuid or None,
-                                   minor=t.minor if t.minor >= 0 else None,
-                                   readonly=read_only)
-    except DmError as e:
-        lc.task_fail(ctx, e, "create", t)
-        return False, None
-    return True, info
-
-
-def _create_and_load(ctx, dmt, lines, read_only, cookie, flags):
-    """libdm ``_create_and_load_v4``."""
-    from dmctl.libdm import table
-    from dmctl.backend.base import DevId
-    from dmctl.cli import cmd_lifecycle as lc
-    from dmctl.libdm import nodes
-    sw = ctx.sw
-    m = ctx.mapper()
-    # A fresh create task: name, uuid, major/minor copied, the major fallback on.
-    ct = lc.Task(name=dmt.name, uuid=dmt.uuid, major=dmt.major, minor=dmt.minor,
-                 fallback=True)
-    ok, info = _create_ioctl(ctx, ct, False)
-    if not ok:
-        nodes.sync_complete(ctx, cookie)
-        return False, None
-    if sw["addnodeoncreate"] and not nodes.relies_on_udev(flags):
-        nodes.add_node(ctx, dmt.name, info.major, info.minor, sw.get("uid"),
-                       sw.get("gid"), sw.get("mode"))
-    # Load the table by major:minor (the name only for messages).
-    lt = lc.Task(name=dmt.name, major=info.major, minor=info.minor, fallback=False)
-    loaded = False
-    try:
-        m.load(DevId(major=info.major, minor=info.minor), table.to_ioctl(lines),
-               readonly=read_only)
-        loaded = True
-    except DmError as e:
-        lc.task_fail(ctx, e, "reload", lt)
-        nodes.sync_complete(ctx, cookie)
-    if loaded:
-        # Resume with the original task, uuid dropped.
-        rt = lc.Task(name=dmt.name, major=dmt.major, minor=dmt.minor,
-                     fallback=dmt.fallback)
-        dev = lc.flatten(ctx, rt, "resume")
-        if dev is not None:
-            try:
-                rinfo = m.resume(dev, noflush=bool(sw["noflush"]),
-                                 nolockfs=bool(sw["nolockfs"]), cookie=cookie,
-                                    readonly=bool(sw["readonly"]))
-            except DmError as e:
-                lc.task_fail(ctx, e, "resume", rt)
-                nodes.sync_complete(ctx, cookie)
-            else:
-                nodes.sync_done(ctx, cookie, rinfo)
-                if not sw["addnodeoncreate"]:
-                    nodes.add_node(ctx, dmt.name, rinfo.major, rinfo.minor,
-                                   sw.get("uid"), sw.get("gid"), sw.get("mode"), cookie)
-                if sw["readahead"]:
-                    nodes.set_read_ahead(ctx, rinfo, sw.get("readahead"))
-                return True, rinfo
-        else:
-            nodes.sync_complete(ctx, cookie)
-    # Revert: remove the device again with the same task.
-    vt = lc.Task(name=dmt.name, major=dmt.major, minor=dmt.minor, fallback=dmt.fallback)
-    dev = lc.flatten(ctx, vt, "remove")
-    reverted = False
-    if dev is not None:
-        try:
-            m.remove(dev, cookie=0)
-            reverted = True
-        except DmError as e:
-            lc.task_fail(ctx, e, "remove", vt)
-    if not reverted:
-        ctx.err("Failed to revert device creation.")
-    return False, None
 
 
 def _create_concise(ctx, args):
@@ -258,7 +171,6 @@ def _create_concise(ctx, args):
 
 def load(ctx, args, entry, multiple):
     """``load``/``reload``: DM_TABLE_LOAD into the inactive slot."""
-    from dmctl.libdm import table
     from dmctl.cli import cmd_lifecycle as lc
     sw = ctx.sw
     if sw["notable"]:
@@ -281,10 +193,10 @@ def load(ctx, args, entry, multiple):
     lines = read_table(ctx, file, sw.get("table") if sw["table"] else None)
     if lines is None:
         return False
-    info = lc.run_task(ctx, t, "reload", lambda dev: ctx.mapper().load(
-        dev, table.to_ioctl(lines), readonly=bool(sw["readonly"])))
-    if lc.failed(info):
+    t.table = lines
+    t.read_only = bool(sw["readonly"])
+    if not lc.run(ctx, t, "reload"):
         return False
     if sw["verbose"]:
-        return lc.display_info(ctx, info)
+        return lc.display_info(ctx, t.info)
     return True

@@ -3,93 +3,38 @@ wipe_table, rename, message, wait, mknodes, mangle, setgeometry.
 
 Each follows dmsetup 1.02.185 (``_simple``, ``_error_device``, ``_remove``,
 ``_remove_all``, ``_do_rename``, ``_message``, ``_wait``, ``_mknodes``, ``_mangle``,
-``_setgeometry``) and libdm's task rules (``_set_task_device``, ``dm_task_set_name``,
-``_flatten``'s persistent-device check, the ``device-mapper: <op> ioctl on ...`` line,
-``--retry`` on EBUSY).  The helpers at the top are shared with ``cmd_create``.
+``_setgeometry``): the arguments become a dmctl.libdm.task.Task (``_set_task_device``,
+``dm_task_set_name``), which the library runs under the command's udev policy
+(``Ctx.udev_policy()``: libdm's rules, the ``device-mapper: <op> ioctl on ...`` line,
+``--retry`` on EBUSY, udev cookies and nodes), its messages printed by the policy's
+log callback.  The helpers at the top are shared with ``cmd_create``.
 
 Every command is ``fn(ctx, args, entry, multiple) -> bool``.
 """
 
-import sys
-
+from dmctl.constants import DM_NAME_LEN, DM_UUID_LEN
 from dmctl.errors import DmError
-
-ENXIO = 6
-EBUSY = 16
-EINTR = 4
-
-DM_NAME_LEN = 128
-DM_UUID_LEN = 129
-DM_IOCTL_RETRIES = 25
-DM_RETRY_DELAY = 0.2
+from dmctl.libdm.task import Task, task_error_lines
 
 
 # ======================================================================== task helpers
 
-class Task(object):
-    """What one libdm task names.  ``name``/``uuid`` are in kernel (mangled) form;
-    ``major``/``minor`` are -1 when unset; ``fallback`` is libdm's
-    ``allow_default_major_fallback`` (cleared by ``dm_task_set_major``)."""
-    __slots__ = ("name", "uuid", "major", "minor", "fallback")
-
-    def __init__(self, name=None, uuid=None, major=-1, minor=-1, fallback=True):
-        self.name = name
-        self.uuid = uuid
-        self.major = major
-        self.minor = minor
-        self.fallback = fallback
+def run(ctx, t, op=None):
+    """Run task ``t`` (as ``op``, if given) on the backend under the command's udev
+    policy.  -> bool; ``t.info``/``t.result`` hold what the kernel replied."""
+    if op is not None:
+        t.op = op
+    return t.run(ctx.mapper(), ctx.udev_policy())
 
 
-def dm_major(ctx):
-    """The device-mapper block major (for libdm's persistent-minor fallback)."""
-    m = ctx.mapper()
-    v = getattr(m, "dm_major", None)
-    if not (isinstance(v, int) and v > 0):
-        probe = getattr(m, "_dm_block_major", None)     # the kernel: /proc/devices
-        v = probe() if callable(probe) else None
-    if not (isinstance(v, int) and v > 0):
-        v = getattr(sys.modules.get(type(m).__module__), "DM_MAJOR", None)
-    return v if isinstance(v, int) and v > 0 else 254
-
-
-def libdm_fail(ctx, e, op, name="", uuid="", major=-1, minor=-1):
-    """libdm's line for a failed ioctl, then the kernel's own reason (``e.detail``).
-
-    Format ``"device-mapper: %s ioctl on %s %s%s%.0d%s%.0d%s%s failed: %s"``: the
-    name and uuid the request carried (kernel form), ``(major:minor)`` only when the
-    task had a major."""
-    dev = ""
-    if major is not None and major > 0:
-        mn = minor if minor is not None else -1
-        dev = "(%d:%s%s)" % (major, str(mn) if mn > 0 else "", "0" if mn == 0 else "")
-    if e.errno == EINTR:
-        return          # log_verbose only
-    ctx.err("device-mapper: %s ioctl on %s %s%s failed: %s" % (
-        op, name or "", uuid or "", dev, e.strerror))
-    if e.detail:
-        for line in str(e.detail).splitlines():
-            ctx.err(line)
-
-
-def task_fail(ctx, e, op, t):
-    libdm_fail(ctx, e, op, t.name or "", t.uuid or "", t.major, t.minor)
+def print_lines(ctx, lines):
+    for line in lines:
+        ctx.err(line)
 
 
 def set_name(ctx, arg, creating=False):
     """``dm_task_set_name``: a name or path -> kernel name, or None (error printed)."""
-    if "/" in arg:
-        n = ctx.name_from_arg(arg, creating=creating)
-        if n is None:
-            return None
-        arg = n
-        if len(arg.encode("utf-8", "surrogateescape")) >= DM_NAME_LEN:
-            ctx.err('Name "%s" too long.' % arg)
-            return None
-        return arg
-    if len(arg.encode("utf-8", "surrogateescape")) >= DM_NAME_LEN:
-        ctx.err('Name "%s" too long.' % arg)
-        return None
-    return ctx.mangle_name(arg, "name")
+    return ctx.set_name(arg, creating=creating)
 
 
 def set_uuid(ctx, uuid):
@@ -100,68 +45,14 @@ def set_uuid(ctx, uuid):
 def set_task_device(ctx, name_arg, optional=False, entry=None):
     """dmsetup's ``_set_task_device``: an explicit name, else ``-u``, else ``-j/-m``.
     Returns a Task, or None (error printed)."""
-    sw = ctx.sw
     if entry is not None:
         return Task(name=entry.name)
-    if name_arg is not None:
-        n = set_name(ctx, name_arg)
-        return None if n is None else Task(name=n)
-    if sw["uuid"]:
-        u = set_uuid(ctx, sw.get("uuid"))
-        return None if u is None else Task(uuid=u)
-    if sw["major"] and sw["minor"]:
-        return Task(major=sw.get("major"), minor=sw.get("minor"), fallback=False)
-    if not optional:
-        ctx.err("No device specified.")
-        return None
-    return Task()
-
-
-def flatten(ctx, t, op):
-    """libdm ``_flatten``: check the persistent device number and choose how the
-    kernel will look the device up (uuid, else name, else dev).  -> DevId or None."""
-    from dmctl.backend.base import DevId
-    if t.minor is not None and t.minor >= 0:
-        if t.fallback:
-            dmj = dm_major(ctx)
-            if t.major != dmj:
-                t.major = dmj
-        if t.major is None or t.major <= 0:
-            ctx.err("Missing major number for persistent device.")
-            ctx.err("Couldn't create ioctl argument.")
-            return None
-    name_sent = bool(t.name) and (op not in ("resume", "reload") or t.minor < 0
-                                  or t.major < 0)
-    persistent = t.minor is not None and t.minor >= 0
-    # Everything the ioctl carries: the kernel looks up by uuid, else name, else dev,
-    # and refuses a request naming the device twice (uuid or name plus a dev) - libdm
-    # sends that for a remove with -j/-m, which is how its create revert can fail.
-    return DevId(name=t.name if name_sent else None, uuid=t.uuid or None,
-                 major=t.major if persistent else None,
-                 minor=t.minor if persistent else None)
-
-
-_FAILED = object()
-
-
-def run_task(ctx, t, op, call, quiet_enxio=False):
-    """Flatten task ``t`` and run ``call(devid)``; a DmError prints libdm's line.
-    -> the call's result, or ``_FAILED`` (test with ``failed()``).  With
-    ``quiet_enxio`` (libdm's info/mknodes/status) a missing device gives None."""
-    dev = flatten(ctx, t, op)
+    dev = ctx.resolve_device(name_arg, optional)
     if dev is None:
-        return _FAILED
-    try:
-        return call(dev)
-    except DmError as e:
-        if quiet_enxio and e.errno == ENXIO:
-            return None
-        task_fail(ctx, e, op, t)
-        return _FAILED
-
-
-def failed(result):
-    return result is _FAILED
+        return None
+    if dev.major is not None:
+        return Task(major=dev.major, minor=dev.minor, fallback=False)
+    return Task(name=dev.name, uuid=dev.uuid)
 
 
 def display_info(ctx, info):
@@ -175,79 +66,30 @@ def display_info(ctx, info):
 
 
 def user_cookie(ctx):
-    from dmctl.libdm import nodes
-    return nodes.user_cookie(ctx)
+    """The udev cookie belongs to the caller (``--udevcookie``/``DM_UDEV_COOKIE``)."""
+    return ctx.udev_policy().user_cookie()
 
 
 # ======================================================================== _simple
 
-_UEVENT_OPS = ("resume", "remove")
-
-
 def simple(ctx, op, name_arg, event_nr=0, display=True, entry=None):
     """dmsetup's ``_simple``: one suspend/resume/clear/remove/remove_all/waitevent."""
-    from dmctl.libdm import nodes
     sw = ctx.sw
     t = set_task_device(ctx, name_arg, entry=entry)
     if t is None:
         return False
-    m = ctx.mapper()
-    cookie = 0
-    if op in _UEVENT_OPS:
-        cookie = nodes.sync_begin(ctx, nodes.udev_flags(ctx))
-    info = None
-    r = False
-    dev = flatten(ctx, t, op) if op != "remove_all" else None
-    if dev is not None or op == "remove_all":
-        tries = 1
-        while True:
-            try:
-                if op == "suspend":
-                    info = m.suspend(dev, noflush=bool(sw["noflush"]),
-                                     nolockfs=bool(sw["nolockfs"]))
-                elif op == "resume":
-                    info = m.resume(dev, noflush=bool(sw["noflush"]),
-                                    nolockfs=bool(sw["nolockfs"]), cookie=cookie,
-                                    readonly=bool(sw["readonly"]))
-                elif op == "clear":
-                    info = m.clear(dev)
-                elif op == "remove":
-                    info = m.remove(dev, deferred=bool(sw["deferred"]), cookie=cookie)
-                elif op == "remove_all":
-                    m.remove_all(deferred=bool(sw["deferred"]))
-                elif op == "waitevent":
-                    res = m.wait_event(dev, event_nr, inactive=bool(sw["inactive"]),
-                                       noflush=bool(sw["noflush"]))
-                    info = res[0] if isinstance(res, tuple) else res
-                else:   # pragma: no cover
-                    raise ValueError(op)
-                r = True
-            except DmError as e:
-                task_fail(ctx, e, op, t)
-                if (e.errno == EBUSY and op == "remove" and sw["retry"]
-                        and tries < DM_IOCTL_RETRIES):
-                    tries += 1
-                    import time
-                    time.sleep(DM_RETRY_DELAY)
-                    continue
-                nodes.sync_complete(ctx, cookie)
-            break
-    else:
-        nodes.sync_complete(ctx, cookie)
-    if r and op in _UEVENT_OPS:
-        nodes.sync_done(ctx, cookie, info)
-    if r:
-        if op == "remove" and t.name:
-            nodes.remove_node(ctx, t.name, cookie)
-        elif op == "resume" and info is not None:
-            if not sw["addnodeoncreate"] and t.name:
-                nodes.add_node(ctx, t.name, info.major, info.minor, cookie=cookie)
-            if sw["readahead"]:
-                nodes.set_read_ahead(ctx, info, sw.get("readahead"))
-    if op in _UEVENT_OPS and not user_cookie(ctx):
-        nodes.sync_wait(ctx, cookie)
+    t.noflush = bool(sw["noflush"])
+    t.nolockfs = bool(sw["nolockfs"])
+    t.read_only = bool(sw["readonly"])
+    t.deferred = bool(sw["deferred"])
+    t.retry = bool(sw["retry"])
+    t.query_inactive = bool(sw["inactive"])
+    t.event_nr = event_nr
+    if sw["readahead"]:
+        t.read_ahead = sw.get("readahead")
+    r = run(ctx, t, op)
     if r and display and sw["verbose"]:
-        r = display_info(ctx, info)
+        r = display_info(ctx, t.info)
     return r
 
 
@@ -265,7 +107,7 @@ def clear(ctx, args, entry, multiple):
 
 def wait(ctx, args, entry, multiple):
     """``wait <device> [<event_nr>]``: blocks until the event counter differs."""
-    from dmctl.libdm.table import c_atoi
+    from dmctl.numbers import atoi
     sw = ctx.sw
     name = None
     if entry is None and not sw["uuid"] and not sw["major"]:
@@ -274,7 +116,7 @@ def wait(ctx, args, entry, multiple):
             return False
         name = args[0]
         args = args[1:]
-    event_nr = (c_atoi(args[-1]) & 0xFFFFFFFF) if args else 0
+    event_nr = (atoi(args[-1]) & 0xFFFFFFFF) if args else 0
     return simple(ctx, "waitevent", name, event_nr, display=True, entry=entry)
 
 
@@ -285,17 +127,15 @@ def _device_size(ctx, name, entry=None):
     t = set_task_device(ctx, name, entry=entry)
     if t is None:
         return 0
-    res = run_task(ctx, t, "table",
-                   lambda dev: ctx.mapper().table(dev, inactive=bool(ctx.sw["inactive"])))
-    if failed(res):
+    t.query_inactive = bool(ctx.sw["inactive"])
+    if not run(ctx, t, "table"):
         return 0
-    lines = res[1]
-    return sum(int(x.length) for x in lines) & ((1 << 64) - 1)
+    return sum(int(x.length) for x in t.result[1]) & ((1 << 64) - 1)
 
 
 def wipe_table(ctx, args, entry, multiple):
     """``_error_device``: load ``0 <size> error`` and resume (clear on failure)."""
-    from dmctl.backend.base import TargetLine
+    from dmctl.records import TargetLine
     sw = ctx.sw
     name = entry.name if entry is not None else (args[0] if args else None)
     if not name:
@@ -305,8 +145,9 @@ def wipe_table(ctx, args, entry, multiple):
     t = set_task_device(ctx, name if entry is None else None, entry=entry)
     if t is None:
         return False
-    if failed(run_task(ctx, t, "reload", lambda dev: ctx.mapper().load(
-            dev, [TargetLine(0, size, "error", "")], readonly=bool(sw["readonly"])))):
+    t.table = [TargetLine(0, size, "error", "")]
+    t.read_only = bool(sw["readonly"])
+    if not run(ctx, t, "reload"):
         return False
     if sw["force"]:
         # Avoid a hang on flushing with --force (dmsetup sets these globally).
@@ -334,17 +175,16 @@ def _count_devices(ctx):
     try:
         return len(ctx.mapper().list_devices()), True
     except DmError as e:
-        libdm_fail(ctx, e, "names")
+        print_lines(ctx, task_error_lines(e, "names"))
         return 0, False
 
 
 def remove_all(ctx, args, entry, multiple):
     """``_remove_all``: DM_REMOVE_ALL then mknodes; the result is the bitwise OR of
     the steps' results (so it reports success while devices remain, as dmsetup)."""
-    from dmctl.libdm import nodes
     from dmctl.cli.common import process_all
     sw = ctx.sw
-    r = int(simple(ctx, "remove_all", "", display=False)) | int(nodes.mknodes(ctx, None))
+    r = int(simple(ctx, "remove_all", "", display=False)) | int(run(ctx, Task("mknodes")))
     if not sw["force"]:
         return bool(r)
     n, ok = _count_devices(ctx)
@@ -352,7 +192,7 @@ def remove_all(ctx, args, entry, multiple):
     if not n:
         return bool(r)
     r |= int(process_all(ctx, wipe_table, args, silent=True))
-    r |= int(simple(ctx, "remove_all", "", display=False)) | int(nodes.mknodes(ctx, None))
+    r |= int(simple(ctx, "remove_all", "", display=False)) | int(run(ctx, Task("mknodes")))
     n, ok = _count_devices(ctx)
     r |= int(ok)
     if not n:
@@ -366,7 +206,6 @@ def remove_all(ctx, args, entry, multiple):
 def do_rename(ctx, name_arg, new_name=None, new_uuid=None, kernel_form=False,
               entry=None):
     """``_do_rename``: DM_DEV_RENAME to a new name, or (``--setuuid``) a new uuid."""
-    from dmctl.libdm import nodes
     t = set_task_device(ctx, name_arg, entry=entry)
     if t is None:
         return False
@@ -390,25 +229,9 @@ def do_rename(ctx, name_arg, new_name=None, new_uuid=None, kernel_form=False,
         new = new_name if kernel_form else ctx.mangle_name(new_name, "new name")
         if new is None:
             return False
-    cookie = nodes.sync_begin(ctx, nodes.udev_flags(ctx))
-    r = False
-    dev = flatten(ctx, t, "rename")
-    if dev is not None:
-        try:
-            info = ctx.mapper().rename(dev, new, set_uuid=new_uuid is not None,
-                                       cookie=cookie)
-            r = True
-            nodes.sync_done(ctx, cookie, info)
-        except DmError as e:
-            task_fail(ctx, e, "rename", t)
-            nodes.sync_complete(ctx, cookie)
-    else:
-        nodes.sync_complete(ctx, cookie)
-    if r and new_uuid is None and t.name:
-        nodes.rename_node(ctx, t.name, new, cookie)
-    if not user_cookie(ctx):
-        nodes.sync_wait(ctx, cookie)
-    return r
+    t.new_name = new
+    t.set_uuid = new_uuid is not None
+    return run(ctx, t, "rename")
 
 
 def rename(ctx, args, entry, multiple):
@@ -430,21 +253,24 @@ def _device_then_args(ctx, args):
 def message(ctx, args, entry, multiple):
     """``message <device> <sector> <message...>``: the words joined by spaces; the
     target's reply is printed with a newline added when it lacks one."""
-    from dmctl.libdm.table import strtoull_strict
+    from dmctl.numbers import strtoull
     t, args = _device_then_args(ctx, args)
     if t is None:
         return False
-    sector = strtoull_strict(args[0]) if args else None
-    if sector is None:
+    # dmsetup: errno = 0; strtoull(argv[0], &endptr, 10); errno, *endptr or
+    # endptr == argv[0] is an invalid sector ("-1" wraps, overflow does not)
+    sector, end, erange = strtoull(args[0], 10) if args else (None, 0, True)
+    if erange or not end or end != len(args[0]):
         ctx.err("Invalid sector.")
         return False
     words = args[1:]
     if not words:
         ctx.err("No message supplied.")
-    text = " ".join(words)
-    reply = run_task(ctx, t, "message", lambda dev: ctx.mapper().message(dev, sector, text))
-    if failed(reply):
+    t.sector = sector
+    t.message = " ".join(words)
+    if not run(ctx, t, "message"):
         return False
+    reply = t.result
     if reply is not None:
         if not reply or reply.endswith("\n"):
             ctx.out(reply)
@@ -459,22 +285,22 @@ def setgeometry(ctx, args, entry, multiple):
     t, args = _device_then_args(ctx, args)
     if t is None:
         return False
-    return not failed(run_task(ctx, t, "setgeometry", lambda dev: ctx.mapper().set_geometry(
-        dev, args[0], args[1], args[2], args[3])))
+    t.geometry = tuple(args[:4])
+    return run(ctx, t, "setgeometry")
 
 
 # ======================================================================== mknodes
 
 def mknodes(ctx, args, entry, multiple):
-    from dmctl.libdm import nodes
+    """``_mknodes``: libdm's ``dm_mknodes`` for one device, or all."""
     if entry is not None:
-        return nodes.mknodes(ctx, entry.name)
+        return run(ctx, Task("mknodes", name=entry.name))
     if not args:
-        return nodes.mknodes(ctx, None)
+        return run(ctx, Task("mknodes"))
     n = set_name(ctx, args[0])
     if n is None:
         return False
-    return nodes.mknodes(ctx, n)
+    return run(ctx, Task("mknodes", name=n))
 
 
 # ======================================================================== mangle
@@ -508,9 +334,9 @@ def mangle(ctx, args, entry, multiple):
     t = set_task_device(ctx, name, entry=entry)
     if t is None:
         return False
-    info = run_task(ctx, t, "info", lambda dev: ctx.mapper().info(dev), quiet_enxio=True)
-    if failed(info) or info is None:
+    if not run(ctx, t, "info") or t.info is None:
         return False
+    info = t.info
     if name is None:
         name = info.name
     uuid = info.uuid or ""

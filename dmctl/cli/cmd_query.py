@@ -1,7 +1,7 @@
 """dmsetup's query commands: help, version, targets, target-version, ls, info, deps,
 status/table/measure, splitname (and the stats stub).
 
-Each command is ``fn(ctx, args, entry, multiple) -> bool`` (see dmctl.cli.main).
+Each command is ``fn(ctx, args, entry, multiple) -> bool`` (dmctl.cli.commands).
 Output formats are dmsetup 1.02.185's, byte for byte.  Heavy modules (the report
 engine, json, the status parsers, the tree) are imported only when used.
 """
@@ -53,54 +53,6 @@ def process_options(ctx):
     return kind
 
 
-def _dm_name_map(ctx):
-    cache = getattr(ctx, "_query_dm_names", None)
-    if cache is None:
-        try:
-            cache = {(e.major, e.minor): e.name for e in ctx.mapper().list_devices()}
-        except DmError:
-            cache = {}
-        ctx._query_dm_names = cache
-    return cache
-
-
-def device_get_name(ctx, major, minor, blk):
-    """libdm's dm_device_get_name: the kernel name (``dm-3``, ``loop7``) when ``blk``
-    or the device is not a mapped device, else the dm name.  None if unknown."""
-    m = ctx.mapper()
-    fn = getattr(m, "device_name", None)
-    if fn is not None:
-        try:
-            return fn(major, minor, blk)
-        except Exception:
-            return None
-    if m.kind == "sim":
-        names = _dm_name_map(ctx)
-        if (major, minor) in names:
-            return "dm-%d" % minor if blk else ctx.display_name(names[(major, minor)])
-        if major == 7:
-            return "loop%d" % minor
-        if major == 254:
-            return None
-        return None
-    base = "/sys/dev/block/%d:%d" % (major, minor)
-    if not blk:
-        try:
-            with open(base + "/dm/name") as f:
-                return ctx.display_name(f.read().rstrip("\n"))
-        except OSError:
-            pass
-    try:
-        return os.path.basename(os.path.realpath(base)) if os.path.exists(base) else None
-    except OSError:
-        return None
-
-
-def _no_device(ctx):
-    ctx.err("No device specified.")
-    return False
-
-
 def _all_devices(ctx, fn, args):
     from dmctl.cli.common import process_all
     return process_all(ctx, fn, args, silent=ctx.json)
@@ -149,7 +101,7 @@ def _info_dict(ctx, info, read_ahead=None):
 # ------------------------------------------------------------------ help / version
 
 def help(ctx, args, entry, multiple):
-    from dmctl.cli.main import usage_text
+    from dmctl.cli.commands import usage_text
     ctx._stdout.flush()
     ctx._stderr.write(usage_text())
     ctx._stderr.flush()
@@ -172,7 +124,7 @@ def version(ctx, args, entry, multiple):
         ctx.ioctl_error(e, op="version")
         return False
     ctx.out("Driver version:    %d.%d.%d%s\n" % (tuple(v[:3]) + (
-        " (simulated)" if m.kind == "sim" else "",)))
+        " (simulated)" if m.simulated else "",)))
     # no column headings for 'version'
     if ctx.report is not None and not getattr(ctx.report, "is_json", False):
         ctx.report = None
@@ -230,7 +182,7 @@ def info(ctx, args, entry, multiple):
         return _all_devices(ctx, info, args)
     dev = ctx.dev_from_args(args, entry)
     if dev is None:
-        return False if (args or sw["uuid"] or sw["major"]) else _no_device(ctx)
+        return False
     m = ctx.mapper()
     try:
         i = m.info(dev, inactive=bool(sw["inactive"]))
@@ -269,7 +221,7 @@ def deps(ctx, args, entry, multiple):
         return _all_devices(ctx, deps, args)
     dev = ctx.dev_from_args(args, entry)
     if dev is None:
-        return False if (args or sw["uuid"] or sw["major"]) else _no_device(ctx)
+        return False
     try:
         i, dl = ctx.mapper().deps(dev, inactive=bool(sw["inactive"]))
     except DmError as e:
@@ -283,10 +235,10 @@ def deps(ctx, args, entry, multiple):
         items = []
         for maj, mnr in dl:
             d = {"major": maj, "minor": mnr}
-            n = device_get_name(ctx, maj, mnr, False)
+            n = ctx.device_name(maj, mnr, False)
             if n is not None:
                 d["name"] = n
-            b = device_get_name(ctx, maj, mnr, True)
+            b = ctx.device_name(maj, mnr, True)
             if b is not None:
                 d["blkdevname"] = b
             items.append(d)
@@ -301,7 +253,7 @@ def deps(ctx, args, entry, multiple):
     for maj, mnr in dl:
         n = None
         if dn in (DN_BLK, DN_MAP):
-            n = device_get_name(ctx, maj, mnr, dn == DN_BLK)
+            n = ctx.device_name(maj, mnr, dn == DN_BLK)
         if n is not None:
             parts.append(" (%s)" % n)
         else:
@@ -368,7 +320,7 @@ def status(ctx, args, entry, multiple, ls_only=False):
         return _all_devices(ctx, status, args)
     dev = ctx.dev_from_args(args, entry)
     if dev is None:
-        return False if (args or sw["uuid"] or sw["major"]) else _no_device(ctx)
+        return False
     is_table = cmd == "table"
     concise = is_table and bool(sw["concise"])
     m = ctx.mapper()
@@ -509,7 +461,7 @@ def ls(ctx, args, entry, multiple):
     for e in entries:
         n = None
         if dn in (DN_BLK, DN_MAP):
-            n = device_get_name(ctx, e.major, e.minor, dn == DN_BLK)
+            n = ctx.device_name(e.major, e.minor, dn == DN_BLK)
         nm = ctx.display_name(e.name)
         if n is not None:
             out.append("%s\t(%s)\n" % (nm, n))
@@ -575,14 +527,13 @@ def _termwidth(opts):
 
 def _display_tree(ctx):
     from dmctl.libdm import tree as T
-    from dmctl.cli import report_cli
     try:
         opts = T.parse_options(ctx.sw.get("options") if ctx.sw["options"] else "",
                                utf_default=_utf8_locale())
     except T.TreeOptionError as e:
         _options_error(ctx, str(e))
     try:
-        tree, any_dev = report_cli.build_tree(ctx)
+        tree, any_dev = T.build(ctx.mapper(), ctx.display_name)
     except DmError as e:
         ctx.ioctl_error(e, op="names")
         return False
@@ -594,7 +545,7 @@ def _display_tree(ctx):
         ctx.out(json.dumps(_tree_json(tree.root, opts.inverted, set()), indent=2) + "\n")
         return True
     data = T.render(tree, opts, _termwidth(opts),
-                    lambda maj, mnr: device_get_name(ctx, maj, mnr, True))
+                    lambda maj, mnr: ctx.device_name(maj, mnr, True))
     buf = getattr(ctx._stdout, "buffer", None)
     if buf is not None:
         ctx._stdout.flush()

@@ -18,7 +18,8 @@ import os
 import sys
 
 from dmctl.libdm import cookie as _ck
-from dmctl.libdm.cookies import c_number_start, parse_cookie
+from dmctl.libdm.cookies import parse_cookie
+from dmctl.numbers import sscanf_u
 
 
 def _get_cookie_value(ctx, s):
@@ -29,16 +30,12 @@ def _get_cookie_value(ctx, s):
     return v
 
 
-def _dbg(ctx):
-    from dmctl.libdm.udev import _debug
-    return lambda msg: _debug(ctx, msg)
-
-
 def udevcreatecookie(ctx, args, entry, multiple):
     from dmctl.libdm import udev
-    if not udev.sync_support(ctx):
+    policy = ctx.udev_policy()
+    if not udev.sync_support(policy):
         return True
-    cookie, _semid = _ck.create(ctx.err, _dbg(ctx))
+    cookie, _semid = _ck.create(policy.err, policy.debug)
     if not cookie:
         return False
     ctx.out("0x%08X\n" % cookie)
@@ -47,24 +44,25 @@ def udevcreatecookie(ctx, args, entry, multiple):
 
 def udevreleasecookie(ctx, args, entry, multiple):
     from dmctl.libdm import udev
+    policy = ctx.udev_policy()
     cookie = 0
     if args:
         cookie = _get_cookie_value(ctx, args[0])
         if not cookie:
             return False
     else:
-        cookie = udev.external_cookie(ctx)
+        cookie = udev.external_cookie(policy)
     if not cookie:
         ctx.err("No udev transaction cookie given.")
         return False
     try:
-        timeout = udev.get_timeout(ctx)
+        timeout = udev.get_timeout(policy)
     except ValueError as e:
         ctx.err(str(e))
         return False
-    if not udev.sync_support(ctx):
+    if not udev.sync_support(policy):
         return True
-    res = _ck.wait(cookie, timeout, ctx.err, _dbg(ctx))
+    res = _ck.wait(cookie, timeout, policy.err, policy.debug)
     if res.timed_out:
         ctx.err("Udev cookie 0x%x (semid %s) was not completed within %g s: %d "
                 "uevent(s) of this transaction were not acknowledged by udev "
@@ -93,27 +91,10 @@ def udevcomplete(ctx, args, entry, multiple):
     if not cookie & 0xFFFF:
         return True
     from dmctl.libdm import udev
-    if not udev.sync_support(ctx):
+    policy = ctx.udev_policy()
+    if not udev.sync_support(policy):
         return True
-    return _ck.complete(_ck.cookie_key(cookie), ctx.err, _dbg(ctx))
-
-
-def _sscanf_u(s):
-    """sscanf("%u"): whitespace, sign, digits (junk after them ignored); None if no
-    digits.  Negative values wrap to unsigned as glibc does."""
-    i, neg = c_number_start(s)
-    n = len(s)
-    j = i
-    while j < n and s[j].isdigit() and s[j] in "0123456789":
-        j += 1
-    if j == i:
-        return None
-    v = int(s[i:j])
-    if v > 0xFFFFFFFFFFFFFFFF:
-        v = 0xFFFFFFFFFFFFFFFF      # strtoul saturates; %u then truncates
-    if neg:
-        v = -v
-    return v & 0xFFFFFFFF
+    return _ck.complete(_ck.cookie_key(cookie), policy.err, policy.debug)
 
 
 def _yes_no_prompt(ctx, prompt):
@@ -147,7 +128,7 @@ def _yes_no_prompt(ctx, prompt):
 def udevcomplete_all(ctx, args, entry, multiple):
     age = 0
     if len(args) == 1:
-        age = _sscanf_u(args[0])
+        age = sscanf_u(args[0])[0]          # sscanf(argv[1], "%u", &age) != 1
         if age is None:
             ctx.err("Failed to read age_in_minutes parameter.")
             return False

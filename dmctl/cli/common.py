@@ -1,6 +1,40 @@
-"""Helpers shared by the dmsetup-compatible commands (dmsetup.c's static helpers)."""
+"""Helpers shared by the dmsetup-compatible commands (dmsetup.c's static helpers), and
+what the CLI hands the library: the log callback that prints libdm's messages as
+dmsetup does, and the udev policy built once from the switches."""
 
 from dmctl.errors import DmError
+from dmctl.libdm.log import LOG_NOTICE, LOG_WARN
+
+
+def libdm_log(ctx):
+    """The ``log(level, text)`` callback for dmctl.libdm: errors and warnings on
+    stderr; log_print, log_verbose and log_debug on stdout from -v, -vv and -vvv."""
+    def log(level, msg):
+        if level <= LOG_WARN:
+            ctx.err(msg)
+        elif ctx.verbose(level - LOG_NOTICE + 1):   # NOTICE -v, INFO -vv, DEBUG -vvv
+            ctx.out(msg + "\n")
+    return log
+
+
+def udev_policy(ctx):
+    """dmctl.libdm.udev.UdevPolicy from dmsetup's switches (``Ctx.udev_policy()``
+    builds it once per command).  Whether the backend sends uevents is asked only when
+    a task needs to know, so that the udev cookie commands never open a backend."""
+    from dmctl.libdm.udev import UdevPolicy
+    sw = ctx.sw
+
+    def uevents():
+        return ctx.mapper().emits_uevents
+
+    return UdevPolicy(
+        uevents=uevents, dev_dir=ctx.dev_dir, noudevsync=bool(sw["noudevsync"]),
+        verifyudev=bool(sw["verifyudev"]), noudevrules=bool(sw["noudevrules"]),
+        udevcookie=sw.get("udevcookie", 0) if sw["udevcookie"] else 0,
+        udevtimeout=sw.get("udevtimeout") if sw["udevtimeout"] else None,
+        uid=sw.get("uid") if sw["uid"] else None, gid=sw.get("gid") if sw["gid"] else None,
+        mode=sw.get("mode") if sw["mode"] else None,
+        add_node_on_create=bool(sw["addnodeoncreate"]), log=libdm_log(ctx))
 
 
 def process_all(ctx, fn, args, silent=False):
@@ -38,7 +72,7 @@ def display_info_long(ctx, info, name=None):
         out.append("Read Ahead:        %d\n" % ra)
     else:
         # libdm's fallback (BLKRAGET on the node) failed: it logs why
-        why = getattr(m, "read_ahead_error", None)
+        why = m.read_ahead_error
         if why:
             ctx.out("".join(out))
             out = []

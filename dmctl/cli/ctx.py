@@ -1,22 +1,46 @@
 """Per-invocation state of the dmsetup-compatible CLI (dmsetup's globals, as an object).
 
 Commands receive a Ctx: parsed switches, the lazily created backend, output helpers,
-device-argument resolution and dmsetup's error text for failed ioctls.
+device arguments resolved by ``dmctl.libdm.devices`` (errors printed here) and
+dmsetup's error text for failed ioctls.
 """
 
 import os
 import sys
 
-_WHITELIST = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#+-.:=@_")
+from dmctl.errors import DmctlError
 
 
-class BackendUnavailable(Exception):
+class BackendUnavailable(DmctlError):
     pass
+
+
+class Switches:
+    """dmsetup's _switches/_int_args/_string_args: counts and last values per option."""
+    __slots__ = ("count", "value")
+
+    def __init__(self):
+        self.count = {}
+        self.value = {}
+
+    def __getitem__(self, key):
+        return self.count.get(key, 0)
+
+    def get(self, key, default=None):
+        return self.value.get(key, default)
+
+    def set(self, key, value=None):
+        self.count[key] = self.count.get(key, 0) + 1
+        if value is not None:
+            self.value[key] = value
+
+    def clear(self, key):
+        self.count.pop(key, None)
+        self.value.pop(key, None)
 
 
 class Ctx:
     def __init__(self, prog="dmctl"):
-        from dmctl.cli.main import Switches
         self.prog = prog
         self.sw = Switches()
         self.dev_dir = "/dev/"
@@ -27,6 +51,7 @@ class Ctx:
         self.mangling_override = None
         self._mapper = None
         self._mapper_failed = False
+        self._udev_policy = None
         self._stdout = sys.stdout
         self._stderr = sys.stderr
 
@@ -53,10 +78,6 @@ class Ctx:
                 self._mapper.close()
             except Exception:
                 pass
-
-    def report_output(self, count):
-        from dmctl.cli import report_cli
-        report_cli.report_output(self, count)
 
     @property
     def json(self):
@@ -88,27 +109,21 @@ class Ctx:
                 raise BackendUnavailable()
         return self._mapper
 
-    @property
-    def is_sim(self):
-        return self.mapper().kind == "sim"
+    def udev_policy(self):
+        """libdm's udev and node policy for this command (dmctl.libdm.udev.UdevPolicy,
+        from the switches, built once: dmctl.cli.common.udev_policy)."""
+        if self._udev_policy is None:
+            from dmctl.cli.common import udev_policy
+            self._udev_policy = udev_policy(self)
+        return self._udev_policy
 
     # ------------------------------------------------------------------ errors
     def ioctl_error(self, e, op=None, name=None, uuid=None, major=None, minor=None):
-        """Print libdm's line for a failed ioctl (and the kernel's reason under it)."""
-        op = e.op or op or "?"
-        name = e.name if e.name is not None else (name or "")
-        uuid = e.uuid if e.uuid is not None else (uuid or "")
-        maj = e.major if e.major is not None else major
-        mnr = e.minor if e.minor is not None else minor
-        dev = ""
-        if maj:
-            dev = "(%d:%d)" % (maj, mnr or 0)
-        # libdm prints dmi->name and dmi->uuid: the kernel's (mangled) strings
-        self.err("device-mapper: %s ioctl on %s %s%s failed: %s" % (
-            op, name or "", uuid or "", dev, e.strerror))
-        if e.detail:
-            for line in str(e.detail).splitlines():
-                self.err(line)
+        """Print libdm's line for a failed ioctl (and the kernel's reason under it),
+        as dmctl.libdm.task builds it."""
+        from dmctl.libdm.task import ioctl_error_lines
+        for line in ioctl_error_lines(e, op, name, uuid, major, minor):
+            self.err(line)
 
     # ------------------------------------------------------------------ names
     @property
@@ -123,84 +138,70 @@ class Ctx:
         from dmctl.libdm import names
         return names.unmangle(kernel_name)
 
+    def device_name(self, major, minor, blk):
+        """libdm's dm_device_get_name: the kernel name (``dm-3``, ``loop7``) when ``blk``
+        or the device is not a mapped device, else the dm name.  None if unknown."""
+        m = self.mapper()
+        if not blk:
+            name = m.dm_name(major, minor)
+            if name is not None:
+                return self.display_name(name)
+        return m.blkdev_name(major, minor)
+
     def mangle_name(self, name, what="name"):
         """A user-supplied name/uuid in the kernel's (mangled) form; None on error
         (the error was printed)."""
-        mode = self.mangling
-        if mode == "none":
-            return name
-        if mode == "auto" and all(c in _WHITELIST for c in name):
-            return name
         from dmctl.libdm import names
         try:
-            return names.mangle(name, mode, what)
+            return names.kernel_form(name, self.mangling, what)
         except names.ManglingError as e:
             self.err(str(e))
             return None
 
-    def name_from_arg(self, arg, creating=False):
-        """dm_task_set_name: a device argument (name or path) -> kernel name or None."""
-        if "/" not in arg:
-            return self.mangle_name(arg)
-        if creating:
-            self.err('Name "%s" invalid. It contains "/".' % arg)
+    def set_name(self, arg, creating=False):
+        """dm_task_set_name: a device argument (name or path) -> kernel name, or None
+        (the error was printed)."""
+        from dmctl.libdm import devices
+        try:
+            return devices.set_name(arg, self.mangling, self.dev_dir, creating,
+                                    self._nodeless)
+        except devices.DeviceArgError as e:
+            self.err(str(e))
             return None
-        base = arg.rsplit("/", 1)[1]
-        mapper_dir = self.dev_dir + "mapper"
-        try:
-            st1 = os.stat(arg)
-        except OSError:
-            st1 = None
-            # The simulator has no device nodes: /dev/mapper/NAME names NAME.
-            if (os.path.dirname(os.path.normpath(arg)) == os.path.normpath(mapper_dir)
-                    and self._sim_backend()):
-                return base
-            if len(arg) < 3 or arg.startswith("/") or arg.count("/") != 1:
-                self.err("Device %s not found" % arg)
-                return None
-            try:
-                st1 = os.stat(os.path.join(mapper_dir, "..", arg))
-            except OSError:
-                self.err("Device %s not found" % arg)
-                return None
-        else:
-            try:
-                st2 = os.stat(os.path.join(mapper_dir, base))
-                if st2.st_rdev == st1.st_rdev:
-                    return base
-            except OSError:
-                pass
-        try:
-            for entry in os.listdir(mapper_dir):
-                try:
-                    if os.stat(os.path.join(mapper_dir, entry)).st_rdev == st1.st_rdev:
-                        return entry
-                except OSError:
-                    continue
-        except OSError:
-            pass
-        self.err("Device %s not found" % arg)
-        return None
 
-    def _sim_backend(self):
+    def resolve_device(self, name=None, optional=False):
+        """dmsetup's _set_task_device: the DevId named by ``name`` (an argument), else
+        by -u, else by -j/-m.  None on error (printed); when nothing names a device,
+        DevId() if ``optional``, else None after "No device specified."."""
+        from dmctl.libdm import devices
+        sw = self.sw
         try:
-            return self.mapper().kind == "sim"
+            dev = devices.resolve(name, sw.get("uuid") if sw["uuid"] else None,
+                                  sw.get("major") if sw["major"] else None,
+                                  sw.get("minor") if sw["minor"] else None,
+                                  self.mangling, self.dev_dir, self._nodeless)
+        except devices.DeviceArgError as e:
+            self.err(str(e))
+            return None
+        if dev is None:
+            if not optional:
+                self.err("No device specified.")
+                return None
+            from dmctl.records import DevId
+            dev = DevId()
+        return dev
+
+    def _nodeless(self):
+        """The backend has no device nodes (the simulator's Mapper.has_device_nodes)."""
+        try:
+            return not self.mapper().has_device_nodes
         except BackendUnavailable:
             return False
 
     def dev_from_args(self, args, entry=None):
-        """The device a per-device command addresses: -u, -j/-m, a names entry from
-        _process_all, or args[0].  Returns a DevId or None (error printed)."""
-        from dmctl.backend.base import DevId
+        """The device a per-device command addresses: a names entry from _process_all,
+        else args[0], -u or -j/-m (resolve_device).  A DevId or None (error printed)."""
         if entry is not None:
+            from dmctl.records import DevId
             return DevId(name=entry.name)
-        sw = self.sw
-        if sw["uuid"]:
-            u = self.mangle_name(sw.get("uuid"), "UUID")
-            return None if u is None else DevId(uuid=u)
-        if sw["major"]:
-            return DevId(major=sw.get("major"), minor=sw.get("minor"))
-        if args:
-            n = self.name_from_arg(args[0])
-            return None if n is None else DevId(name=n)
-        return None
+        return self.resolve_device(args[0] if args else None)

@@ -6,12 +6,27 @@ import click
 
 
 def _mapper():
-    from dmctl.backend import get_mapper
     import os
-    kind = os.environ.get("DMCTL_BACKEND", "sim")
-    if kind == "kernel":
+    from dmctl.backend import get_simulator
+    from dmctl.backend.base import SimulatorRequired
+    try:
+        return get_simulator(os.environ.get("DMCTL_BACKEND"))
+    except SimulatorRequired:
         raise click.ClickException("dmctl io drives the simulator only (use dd on a real kernel)")
-    return get_mapper("sim")
+
+
+def _device(_ctx, _param, arg):
+    """The DEVICE argument -> a DevId, through the one device resolver."""
+    import os
+    from dmctl.libdm import devices
+    m = _mapper()
+    dev_dir = os.environ.get("DM_DEV_DIR", "/dev").rstrip("/") + "/"
+    try:
+        return devices.device_arg(arg, m.dm_major, dev_dir,
+                                  nodeless=lambda: not m.has_device_nodes)
+    except devices.DeviceArgError as e:
+        click.echo("dmctl io: %s" % e, err=True)
+        sys.exit(1)
 
 
 def _run(fn):
@@ -34,13 +49,13 @@ def _run(fn):
 
 
 @click.group(help="Submit I/O to a simulated device.  DEVICE is a name, "
-                  "/dev/mapper/NAME or MAJ:MIN.")
+                  "/dev/mapper/NAME, /dev/dm-N or MAJ:MIN.")
 def io():
     pass
 
 
 @io.command(help="Write sectors from a file or a repeated byte.")
-@click.argument("device")
+@click.argument("device", callback=_device)
 @click.argument("sector", type=click.IntRange(min=0))
 @click.option("--from", "src", type=click.Path(exists=True, dir_okay=False), help="Data file.")
 @click.option("--pattern", type=str, help="Fill byte (0x41, 65 or a character).")
@@ -77,7 +92,7 @@ def write(device, sector, src, pattern, sectors, offset, fua, preflush, meta):
 
 
 @io.command(help="Read sectors (raw bytes to stdout unless --to FILE).")
-@click.argument("device")
+@click.argument("device", callback=_device)
 @click.argument("sector", type=click.IntRange(min=0))
 @click.option("--sectors", type=click.IntRange(min=1), required=True)
 @click.option("--to", "dst", type=click.Path(dir_okay=False, writable=True))
@@ -93,7 +108,7 @@ def read(device, sector, sectors, dst):
 
 
 @io.command(help="Discard sectors.")
-@click.argument("device")
+@click.argument("device", callback=_device)
 @click.argument("sector", type=click.IntRange(min=0))
 @click.option("--sectors", type=click.IntRange(min=1), required=True)
 def discard(device, sector, sectors):
@@ -102,7 +117,7 @@ def discard(device, sector, sectors):
 
 
 @io.command(help="Flush the device's volatile caches (an empty PREFLUSH bio).")
-@click.argument("device")
+@click.argument("device", callback=_device)
 def flush(device):
     from dmctl.sim import io as sio
     _run(lambda: sio.flush(_mapper(), device))
@@ -112,7 +127,7 @@ def flush(device):
                  "[preflush] [meta] [pattern=BYTE|from=FILE[@OFFSET]], discard SECTOR "
                  "COUNT, flush, read SECTOR COUNT; 'submit ID <event>' submits without "
                  "completing, 'complete ID' completes.")
-@click.argument("device")
+@click.argument("device", callback=_device)
 @click.argument("script", default="-", type=click.File("r"))
 @click.option("--to", "dst", type=click.Path(dir_okay=False, writable=True),
               help="Write data of read events here (default: stdout).")
@@ -139,7 +154,7 @@ def script(device, script, dst):
 
 
 @io.command(help="Stream a file onto a device (images, workloads).")
-@click.argument("device")
+@click.argument("device", callback=_device)
 @click.option("--from", "src", type=click.Path(exists=True, dir_okay=False), required=True)
 @click.option("--bs", type=click.IntRange(min=512), default=1 << 20, show_default=True,
               help="Bytes per write.")

@@ -6,8 +6,8 @@ import click
 
 
 def _mapper():
-    from dmctl.backend import get_mapper
-    return get_mapper("sim")
+    from dmctl.backend import get_simulator
+    return get_simulator()
 
 
 @click.group(help="Control the simulated device mapper.")

@@ -44,7 +44,7 @@ def _tables(o):
 
 
 def _blkdevname(o):
-    n = o.device_name(o.info.major, o.info.minor, True)
+    n = o.ctx.device_name(o.info.major, o.info.minor, True)
     if n is None:
         o.ctx.err("Could not resolve block device name for %d:%d."
                   % (o.info.major, o.info.minor))
@@ -56,7 +56,7 @@ def _deps_list(o, blk):
     out = []
     for maj, mnr in o.deps:
         if blk:
-            n = o.device_name(maj, mnr, True)
+            n = o.ctx.device_name(maj, mnr, True)
             if n is None:
                 o.ctx.err("Could not resolve block device name for %d:%d." % (maj, mnr))
                 raise R.FieldError()
@@ -238,10 +238,6 @@ class DevObj:
         self._deps = None
         self._split = None
 
-    def device_name(self, major, minor, blk):
-        from dmctl.cli.cmd_query import device_get_name
-        return device_get_name(self.ctx, major, minor, blk)
-
     @property
     def read_ahead(self):
         try:
@@ -253,7 +249,7 @@ class DevObj:
     @property
     def deps(self):
         if self._deps is None:
-            from dmctl.backend.base import DevId
+            from dmctl.records import DevId
             from dmctl.errors import DmError
             try:
                 _i, deps = self.ctx.mapper().deps(
@@ -303,31 +299,6 @@ def _warn(ctx):
     def w(msg):
         ctx.err(msg)
     return w
-
-
-def build_tree(ctx):
-    """The whole dependency tree (dmsetup's _build_whole_deptree)."""
-    from dmctl.libdm.tree import DepTree
-    from dmctl.backend.base import DevId
-    from dmctl.errors import DmError
-    m = ctx.mapper()
-    entries = m.list_devices()
-    dm_majors = {e.major for e in entries}
-
-    def lookup(major, minor):
-        if major not in dm_majors:
-            return None
-        try:
-            info, deps = m.deps(DevId(major=major, minor=minor))
-        except DmError:
-            return None
-        return (ctx.display_name(info.name), info.uuid and ctx.display_name(info.uuid) or "",
-                info, list(deps))
-
-    tree = DepTree(lookup)
-    for e in entries:
-        tree.add_dev(e.major, e.minor)
-    return tree, bool(entries)
 
 
 def report_init(ctx, cmdname, help_only=False):
@@ -391,7 +362,8 @@ def report_init(ctx, cmdname, help_only=False):
         return True
     if rep.report_types & TREE and not rep.already_reported:
         try:
-            state.tree, _ = build_tree(ctx)
+            from dmctl.libdm import tree
+            state.tree, _ = tree.build(ctx.mapper(), ctx.display_name)
         except Exception as e:
             from dmctl.errors import DmError
             if isinstance(e, DmError):
@@ -422,9 +394,7 @@ def add_device(ctx, info):
     if sel_cmd is None and not rep.flags & R.BUFFERED and not ctx.json:
         _print(ctx, rep.output())       # --unbuffered: each row as it comes
     if sel_cmd is not None and selected:
-        from dmctl.cli.main import _load
-        fn = _load(sel_cmd[1], sel_cmd[2])
-        return fn(ctx, [obj.name], None, 1)
+        return sel_cmd.handler()(ctx, [obj.name], None, 1)
     return True
 
 

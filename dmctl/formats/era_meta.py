@@ -38,6 +38,7 @@ import errno
 import re
 import struct
 
+from dmctl.constants import DM_ERA_METADATA_BLOCK_SIZE
 from dmctl.pdata.array import ArrayInfo, ab_nr, ARRAY_HEADER_SIZE
 from dmctl.pdata.bitset import DiskBitset
 from dmctl.pdata.block import BLOCK_SIZE
@@ -52,7 +53,6 @@ SUPERBLOCK_MAGIC = 2126579579
 MIN_ERA_VERSION = 1
 MAX_ERA_VERSION = 1
 INVALID_WRITESET_ROOT = SUPERBLOCK_LOCATION
-DM_ERA_METADATA_BLOCK_SIZE = 4096
 METADATA_BLOCK_SECTORS = DM_ERA_METADATA_BLOCK_SIZE >> 9
 INSERTS_PER_STEP = 100
 SPACE_MAP_ROOT_SIZE = 128

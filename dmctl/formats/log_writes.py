@@ -20,6 +20,9 @@ the status line, counts 512-byte sectors.
 import os
 import struct
 
+from dmctl.errors import DmctlError
+from dmctl.numbers import c_int
+
 __all__ = [
     "MAGIC", "VERSION", "FLUSH", "FUA", "DISCARD", "MARK", "METADATA", "FLAG_NAMES",
     "SUPER", "ENTRY", "C_ENTRY_SIZE", "LogFormatError", "BadMagic", "BadVersion",
@@ -53,7 +56,7 @@ ENTRY = struct.Struct("<QQQQ")
 C_ENTRY_SIZE = 40
 
 
-class LogFormatError(ValueError):
+class LogFormatError(DmctlError, ValueError):
     """The log is not a valid dm-log-writes log (``message`` is replay-log's text)."""
 
 
@@ -66,7 +69,7 @@ class BadMagic(LogFormatError):
 class BadVersion(LogFormatError):
     def __init__(self, version):
         self.version = version
-        super().__init__("Version mismatch, wanted %d, have %d" % (VERSION, _c_int(version)))
+        super().__init__("Version mismatch, wanted %d, have %d" % (VERSION, c_int(version)))
 
 
 class ShortSuper(LogFormatError):
@@ -92,12 +95,6 @@ class Truncated(LogFormatError):
         self.offset = offset
         self.index = index
         super().__init__("Log truncated reading %s at byte %d" % (what, offset))
-
-
-def _c_int(v):
-    """``(int)`` of a u64, as C prints it with %d."""
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
 
 
 class Super:

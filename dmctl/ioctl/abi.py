@@ -1,50 +1,38 @@
 """The device-mapper ioctl ABI, interface version 4 (<linux/dm-ioctl.h>).
 
-Only numbers and ``struct.Struct`` layouts live here; encoding and decoding is in
-``dmctl.ioctl.codec``.  Layouts are the x86_64 / native-endian ones (``=`` format:
+The ``struct.Struct`` layouts (``STRUCT_DM_*``), offsets and sizes live here, and the
+ABI's numbers (``DM_*``, defined in ``dmctl.constants``) are re-exported; encoding and
+decoding is in ``dmctl.ioctl.codec``.  Layouts are the x86_64 / native-endian ones (``=`` format:
 native byte order, no padding; the C structs have no implicit padding either, apart
 from the trailing alignment of the flexible-array structs, see below).
 """
 
 import struct
 
-# -- constants ------------------------------------------------------------------------
-DM_DIR = "mapper"
-DM_CONTROL_NODE = "control"
-DM_CONTROL_PATH = "/dev/mapper/control"
-DM_MAX_TYPE_NAME = 16
-DM_NAME_LEN = 128
-DM_UUID_LEN = 129
-
-DM_IOCTL = 0xFD                  # the ioctl "type" byte
-
-DM_VERSION_MAJOR = 4
-DM_VERSION_MINOR = 50            # newest interface known (2025-04-28)
-DM_VERSION_PATCHLEVEL = 0
-DM_VERSION_EXTRA = "-ioctl (2025-04-28)"
-
-# -- command numbers (enum in dm-ioctl.h) -----------------------------------------------
-DM_VERSION_CMD = 0
-DM_REMOVE_ALL_CMD = 1
-DM_LIST_DEVICES_CMD = 2
-DM_DEV_CREATE_CMD = 3
-DM_DEV_REMOVE_CMD = 4
-DM_DEV_RENAME_CMD = 5
-DM_DEV_SUSPEND_CMD = 6
-DM_DEV_STATUS_CMD = 7
-DM_DEV_WAIT_CMD = 8
-DM_TABLE_LOAD_CMD = 9
-DM_TABLE_CLEAR_CMD = 10
-DM_TABLE_DEPS_CMD = 11
-DM_TABLE_STATUS_CMD = 12
-DM_LIST_VERSIONS_CMD = 13
-DM_TARGET_MSG_CMD = 14
-DM_DEV_SET_GEOMETRY_CMD = 15
-DM_DEV_ARM_POLL_CMD = 16
-DM_GET_TARGET_VERSION_CMD = 17
-# 4.50+: a *block-device* ioctl on multipath devices (_IO, no argument struct).  On the
-# control node its table entry has no handler, so the kernel answers -ENOTTY.
-DM_MPATH_PROBE_PATHS_CMD = 18
+# The numbers themselves (DM_*_CMD, DM_*_FLAG, lengths, request numbers) are in
+# dmctl.constants; re-exported here, where the ioctl layer's readers expect them.
+from dmctl.constants import (  # noqa: F401
+    DM_ACTIVE_PRESENT_FLAG, DM_BUFFER_FULL_FLAG, DM_CONTROL_NODE, DM_CONTROL_PATH,
+    DM_DATA_OUT_FLAG, DM_DATA_START, DM_DEFERRED_REMOVE, DM_DEV_ARM_POLL,
+    DM_DEV_ARM_POLL_CMD, DM_DEV_CREATE, DM_DEV_CREATE_CMD, DM_DEV_REMOVE, DM_DEV_REMOVE_CMD,
+    DM_DEV_RENAME, DM_DEV_RENAME_CMD, DM_DEV_SET_GEOMETRY, DM_DEV_SET_GEOMETRY_CMD,
+    DM_DEV_STATUS, DM_DEV_STATUS_CMD, DM_DEV_SUSPEND, DM_DEV_SUSPEND_CMD, DM_DEV_WAIT,
+    DM_DEV_WAIT_CMD, DM_DIR, DM_EXISTS_FLAG, DM_GET_TARGET_VERSION,
+    DM_GET_TARGET_VERSION_CMD, DM_IMA_MEASUREMENT_FLAG, DM_INACTIVE_PRESENT_FLAG,
+    DM_INTERNAL_SUSPEND_FLAG, DM_IOCTL, DM_LIST_DEVICES, DM_LIST_DEVICES_CMD,
+    DM_LIST_VERSIONS, DM_LIST_VERSIONS_CMD, DM_MAX_TYPE_NAME, DM_MIN_DATA_SIZE,
+    DM_MPATH_PROBE_PATHS, DM_MPATH_PROBE_PATHS_CMD, DM_NAME_LEN,
+    DM_NAME_LIST_EXT_MINOR, DM_NAME_LIST_FLAG_DOES_NOT_HAVE_UUID,
+    DM_NAME_LIST_FLAG_DOESNT_HAVE_UUID, DM_NAME_LIST_FLAG_HAS_UUID,
+    DM_NAME_LIST_NAME_OFFSET, DM_NAME_LIST_UUID_MINOR, DM_NOFLUSH_FLAG,
+    DM_OUTPUT_ONLY_FLAGS, DM_PERSISTENT_DEV_FLAG, DM_QUERY_INACTIVE_TABLE_FLAG,
+    DM_READONLY_FLAG, DM_REMOVE_ALL, DM_REMOVE_ALL_CMD, DM_SECURE_DATA_FLAG,
+    DM_SKIP_BDGET_FLAG, DM_SKIP_LOCKFS_FLAG, DM_STATUS_TABLE_FLAG, DM_SUSPEND_FLAG,
+    DM_TABLE_CLEAR, DM_TABLE_CLEAR_CMD, DM_TABLE_DEPS, DM_TABLE_DEPS_CMD, DM_TABLE_LOAD,
+    DM_TABLE_LOAD_CMD, DM_TABLE_STATUS, DM_TABLE_STATUS_CMD, DM_TARGET_MSG,
+    DM_TARGET_MSG_CMD, DM_UEVENT_GENERATED_FLAG, DM_UUID_FLAG, DM_UUID_LEN, DM_VERSION,
+    DM_VERSION_CMD, DM_VERSION_EXTRA, DM_VERSION_MAJOR, DM_VERSION_MINOR,
+    DM_VERSION_PATCHLEVEL)
 
 CMD_NAMES = {
     DM_VERSION_CMD: "DM_VERSION",
@@ -113,8 +101,8 @@ def _IOC_NR(request):
 #   __u32 version[3]; __u32 data_size; __u32 data_start; __u32 target_count;
 #   __s32 open_count; __u32 flags; __u32 event_nr; __u32 padding; __u64 dev;
 #   char name[128]; char uuid[129]; char data[7];
-DM_IOCTL_STRUCT = struct.Struct("=3I I I I i I I I Q 128s 129s 7s")
-SIZEOF_DM_IOCTL = DM_IOCTL_STRUCT.size               # 312
+STRUCT_DM_IOCTL = struct.Struct("=3I I I I i I I I Q 128s 129s 7s")
+SIZEOF_DM_IOCTL = STRUCT_DM_IOCTL.size               # 312
 assert SIZEOF_DM_IOCTL == 312
 
 # Field offsets (checked against a ctypes oracle in the tests).
@@ -131,11 +119,10 @@ OFF_NAME = 48
 OFF_UUID = OFF_NAME + DM_NAME_LEN                    # 176
 OFF_DATA = OFF_UUID + DM_UUID_LEN                    # 305
 
-# offsetof(struct dm_ioctl, data): the kernel's "minimum data size"; NO_PARAMS commands
-# and replies without payload report data_size == 305.
-DM_MIN_DATA_SIZE = OFF_DATA
-# Where the kernel puts every output payload: align8(sizeof(struct dm_ioctl)).
-DM_DATA_START = (SIZEOF_DM_IOCTL + 7) & ~7           # 312
+# DM_MIN_DATA_SIZE is offsetof(struct dm_ioctl, data); DM_DATA_START, where the kernel
+# puts every output payload, align8(sizeof(struct dm_ioctl)).
+assert DM_MIN_DATA_SIZE == OFF_DATA
+assert DM_DATA_START == (SIZEOF_DM_IOCTL + 7) & ~7
 
 U32 = struct.Struct("=I")
 S32 = struct.Struct("=i")
@@ -144,8 +131,8 @@ VERSION3 = struct.Struct("=3I")
 
 # -- struct dm_target_spec ---------------------------------------------------------------
 #   __u64 sector_start; __u64 length; __s32 status; __u32 next; char target_type[16];
-DM_TARGET_SPEC_STRUCT = struct.Struct("=Q Q i I 16s")
-SIZEOF_DM_TARGET_SPEC = DM_TARGET_SPEC_STRUCT.size   # 40
+STRUCT_DM_TARGET_SPEC = struct.Struct("=Q Q i I 16s")
+SIZEOF_DM_TARGET_SPEC = STRUCT_DM_TARGET_SPEC.size   # 40
 assert SIZEOF_DM_TARGET_SPEC == 40
 SPEC_OFF_SECTOR_START = 0
 SPEC_OFF_LENGTH = 8
@@ -154,54 +141,28 @@ SPEC_OFF_NEXT = 20
 SPEC_OFF_TARGET_TYPE = 24
 
 # -- struct dm_target_deps { __u32 count; __u32 padding; __u64 dev[]; } -------------------
-DM_TARGET_DEPS_STRUCT = struct.Struct("=I I")
+STRUCT_DM_TARGET_DEPS = struct.Struct("=I I")
 SIZEOF_DM_TARGET_DEPS = 8
 
 # -- struct dm_name_list { __u64 dev; __u32 next; char name[]; } --------------------------
 # sizeof is 16 (tail padding to the u64 alignment) but the kernel sums offsetof(name) = 12.
-DM_NAME_LIST_STRUCT = struct.Struct("=Q I")
-DM_NAME_LIST_NAME_OFFSET = 12
+STRUCT_DM_NAME_LIST = struct.Struct("=Q I")      # name at DM_NAME_LIST_NAME_OFFSET (12)
 SIZEOF_DM_NAME_LIST = 16
 # After the name's NUL, aligned to 8: __u32 event_nr; __u32 flags; then (DM_UUID_FLAG and
 # the device has one) the uuid string, NUL-terminated, the record aligned to 8 again.
-DM_NAME_LIST_EXT_STRUCT = struct.Struct("=I I")
-DM_NAME_LIST_FLAG_HAS_UUID = 1
-DM_NAME_LIST_FLAG_DOESNT_HAVE_UUID = 2
-DM_NAME_LIST_FLAG_DOES_NOT_HAVE_UUID = 2   # lvm2's spelling, same value
-# First interface version whose name list carries the event_nr/flags words (4.36 had
-# them at a misaligned offset, fixed in 4.37); uuids (DM_UUID_FLAG) came with 4.45.
-DM_NAME_LIST_EXT_MINOR = 37
-DM_NAME_LIST_UUID_MINOR = 45
+# The flags are DM_NAME_LIST_FLAG_*; DM_NAME_LIST_EXT_MINOR and DM_NAME_LIST_UUID_MINOR
+# are the interface versions that brought the words and the uuids.
+STRUCT_DM_NAME_LIST_EXT = struct.Struct("=I I")
 
 # -- struct dm_target_versions { __u32 next; __u32 version[3]; char name[]; } -------------
-DM_TARGET_VERSIONS_STRUCT = struct.Struct("=I 3I")
+STRUCT_DM_TARGET_VERSIONS = struct.Struct("=I 3I")
 SIZEOF_DM_TARGET_VERSIONS = 16
 
 # -- struct dm_target_msg { __u64 sector; char message[]; } -----------------------------
-DM_TARGET_MSG_STRUCT = struct.Struct("=Q")
+STRUCT_DM_TARGET_MSG = struct.Struct("=Q")
 SIZEOF_DM_TARGET_MSG = 8
 
-# -- flags (dm_ioctl.flags) ---------------------------------------------------------------
-DM_READONLY_FLAG = 1 << 0
-DM_SUSPEND_FLAG = 1 << 1
-DM_EXISTS_FLAG = 1 << 2          # libdevmapper-internal, set on every request it sends
-DM_PERSISTENT_DEV_FLAG = 1 << 3
-DM_STATUS_TABLE_FLAG = 1 << 4
-DM_ACTIVE_PRESENT_FLAG = 1 << 5
-DM_INACTIVE_PRESENT_FLAG = 1 << 6
-DM_BUFFER_FULL_FLAG = 1 << 8
-DM_SKIP_BDGET_FLAG = 1 << 9
-DM_SKIP_LOCKFS_FLAG = 1 << 10
-DM_NOFLUSH_FLAG = 1 << 11
-DM_QUERY_INACTIVE_TABLE_FLAG = 1 << 12
-DM_UEVENT_GENERATED_FLAG = 1 << 13
-DM_UUID_FLAG = 1 << 14
-DM_SECURE_DATA_FLAG = 1 << 15
-DM_DATA_OUT_FLAG = 1 << 16
-DM_DEFERRED_REMOVE = 1 << 17
-DM_INTERNAL_SUSPEND_FLAG = 1 << 18
-DM_IMA_MEASUREMENT_FLAG = 1 << 19
-
+# -- flags (dm_ioctl.flags): strace's names ----------------------------------------------
 FLAG_NAMES = (
     (DM_READONLY_FLAG, "DM_READONLY_FLAG"),
     (DM_SUSPEND_FLAG, "DM_SUSPEND_FLAG"),
@@ -224,10 +185,6 @@ FLAG_NAMES = (
     (DM_IMA_MEASUREMENT_FLAG, "DM_IMA_MEASUREMENT_FLAG"),
 )
 
-# validate_params() clears these on every request before the handler runs.
-DM_OUTPUT_ONLY_FLAGS = (DM_BUFFER_FULL_FLAG | DM_UEVENT_GENERATED_FLAG
-                        | DM_SECURE_DATA_FLAG | DM_DATA_OUT_FLAG)
-
 
 def flag_names(flags):
     """``0x24`` -> ``"DM_EXISTS_FLAG|DM_ACTIVE_PRESENT_FLAG"`` (strace's spelling)."""
@@ -244,25 +201,10 @@ def request(nr):
     return _IOWR(DM_IOCTL, nr, SIZEOF_DM_IOCTL)
 
 
-DM_VERSION = request(DM_VERSION_CMD)
-DM_REMOVE_ALL = request(DM_REMOVE_ALL_CMD)
-DM_LIST_DEVICES = request(DM_LIST_DEVICES_CMD)
-DM_DEV_CREATE = request(DM_DEV_CREATE_CMD)
-DM_DEV_REMOVE = request(DM_DEV_REMOVE_CMD)
-DM_DEV_RENAME = request(DM_DEV_RENAME_CMD)
-DM_DEV_SUSPEND = request(DM_DEV_SUSPEND_CMD)
-DM_DEV_STATUS = request(DM_DEV_STATUS_CMD)
-DM_DEV_WAIT = request(DM_DEV_WAIT_CMD)
-DM_TABLE_LOAD = request(DM_TABLE_LOAD_CMD)
-DM_TABLE_CLEAR = request(DM_TABLE_CLEAR_CMD)
-DM_TABLE_DEPS = request(DM_TABLE_DEPS_CMD)
-DM_TABLE_STATUS = request(DM_TABLE_STATUS_CMD)
-DM_LIST_VERSIONS = request(DM_LIST_VERSIONS_CMD)
-DM_TARGET_MSG = request(DM_TARGET_MSG_CMD)
-DM_DEV_SET_GEOMETRY = request(DM_DEV_SET_GEOMETRY_CMD)
-DM_DEV_ARM_POLL = request(DM_DEV_ARM_POLL_CMD)
-DM_GET_TARGET_VERSION = request(DM_GET_TARGET_VERSION_CMD)
-DM_MPATH_PROBE_PATHS = _IO(DM_IOCTL, DM_MPATH_PROBE_PATHS_CMD)   # 0x0000fd12
+# dmctl.constants spells the request numbers out; they must be these.
+assert all(request(nr) == globals()[name] for nr, name in CMD_NAMES.items()
+           if nr != DM_MPATH_PROBE_PATHS_CMD)
+assert DM_MPATH_PROBE_PATHS == _IO(DM_IOCTL, DM_MPATH_PROBE_PATHS_CMD)
 assert DM_VERSION == 0xC138FD00
 
 # -- request versions as libdevmapper sends them (_cmd_data_v4[].version) -----------------

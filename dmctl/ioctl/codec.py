@@ -5,20 +5,21 @@ Two sides:
 * the **user side** (what libdevmapper does): build a request buffer, decode a reply;
 * the **kernel side** (what ``drivers/md/dm-ioctl.c`` does): take a request apart and
   write a reply into the kernel's copy of the buffer exactly as the kernel would, so
-  that ``dmctl.backend.simcontrol`` can stand in for ``/dev/mapper/control``.
+  that ``dmctl.ioctl.simcontrol`` can stand in for ``/dev/mapper/control``.
 
 Strings cross the ABI as bytes; names, uuids and parameters are decoded as UTF-8 with
 ``surrogateescape`` so that every byte string round-trips.
 """
 
-from dmctl.backend.base import DeviceEntry, DeviceInfo, TargetLine, TargetVersion
+from dmctl.records import DeviceEntry, DeviceInfo, TargetLine, TargetVersion
 from dmctl.ioctl import abi
+from dmctl.errors import DmctlError
 
 _ENC = "utf-8"
 _ERRS = "surrogateescape"
 
-_HDR = abi.DM_IOCTL_STRUCT
-_SPEC = abi.DM_TARGET_SPEC_STRUCT
+_HDR = abi.STRUCT_DM_IOCTL
+_SPEC = abi.STRUCT_DM_TARGET_SPEC
 _U32 = abi.U32
 _S32 = abi.S32
 _U64 = abi.U64
@@ -218,7 +219,7 @@ def decode_name_list(buf, uuid=False, has_ext=None):
     off = start
     guessed = None
     while True:
-        dev, nxt = abi.DM_NAME_LIST_STRUCT.unpack_from(buf, off)
+        dev, nxt = abi.STRUCT_DM_NAME_LIST.unpack_from(buf, off)
         rec_end = off + nxt if nxt else end
         name_off = off + abi.DM_NAME_LIST_NAME_OFFSET
         name = cstring(buf, name_off, rec_end)
@@ -232,7 +233,7 @@ def decode_name_list(buf, uuid=False, has_ext=None):
         event_nr = 0
         entry_uuid = None
         if ext and ext_off + 8 <= min(rec_end, len(buf)):
-            event_nr, lflags = abi.DM_NAME_LIST_EXT_STRUCT.unpack_from(buf, ext_off)
+            event_nr, lflags = abi.STRUCT_DM_NAME_LIST_EXT.unpack_from(buf, ext_off)
             if uuid:
                 if lflags & abi.DM_NAME_LIST_FLAG_HAS_UUID:
                     entry_uuid = to_str(cstring(buf, ext_off + 8, rec_end))
@@ -292,7 +293,7 @@ def decode_versions(buf):
     out = []
     off = start
     while off + abi.SIZEOF_DM_TARGET_VERSIONS <= end:
-        nxt, a, b, c = abi.DM_TARGET_VERSIONS_STRUCT.unpack_from(buf, off)
+        nxt, a, b, c = abi.STRUCT_DM_TARGET_VERSIONS.unpack_from(buf, off)
         name = cstring(buf, off + abi.SIZEOF_DM_TARGET_VERSIONS, end)
         out.append(TargetVersion(to_str(name), (a, b, c)))
         if not nxt:
@@ -312,7 +313,7 @@ def decode_message(buf):
 # =====================================================================================
 # Kernel side
 # =====================================================================================
-class KernelError(Exception):
+class KernelError(DmctlError):
     """A handler failure: the errno and what the kernel logs (None if nothing)."""
 
     def __init__(self, err, log=None):
@@ -534,7 +535,7 @@ def kernel_write_name_list(p, entries, uuid_flag):
         if uuid_flag:
             lflags = (abi.DM_NAME_LIST_FLAG_HAS_UUID if uuid is not None
                       else abi.DM_NAME_LIST_FLAG_DOESNT_HAVE_UUID)
-        abi.DM_NAME_LIST_EXT_STRUCT.pack_into(buf, ext, e.event_nr & 0xFFFFFFFF, lflags)
+        abi.STRUCT_DM_NAME_LIST_EXT.pack_into(buf, ext, e.event_nr & 0xFFFFFFFF, lflags)
         off = ext + 8
         if uuid is not None:
             buf[off:off + len(uuid) + 1] = uuid + b"\0"
@@ -613,7 +614,7 @@ def kernel_write_versions(p, versions):
     for v, n in zip(versions, names):
         if old is not None:
             _U32.pack_into(p.buf, old, off - old)
-        abi.DM_TARGET_VERSIONS_STRUCT.pack_into(p.buf, off, 0, *v.version)
+        abi.STRUCT_DM_TARGET_VERSIONS.pack_into(p.buf, off, 0, *v.version)
         o = off + abi.SIZEOF_DM_TARGET_VERSIONS
         p.buf[o:o + len(n) + 1] = n + b"\0"
         old = off

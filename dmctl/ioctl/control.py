@@ -8,9 +8,11 @@ A *ControlDevice* is anything with
   return 2); raises ``OSError`` with the errno on failure;
 * optionally ``poll(timeout)``: wait up to ``timeout`` seconds for a global dm event
   after DM_DEV_ARM_POLL (returns True if one happened);
-* optionally ``close()``.
+* optionally ``close()``;
+* ``dm_major()``: the block major of the driver's mapped devices (the default reads
+  ``/proc/devices``; a fake control device answers for the mapper behind it).
 
-``KernelControl`` is the real node; ``dmctl.backend.simcontrol.SimControl`` is a fake one.
+``KernelControl`` is the real node; ``dmctl.ioctl.simcontrol.SimControl`` is a fake one.
 """
 
 import fcntl
@@ -30,6 +32,26 @@ class ControlDevice:
 
     def close(self):
         pass
+
+    def dm_major(self):
+        """The "device-mapper" block major from /proc/devices, 0 when it lists none."""
+        return proc_devices_major("device-mapper")
+
+
+def proc_devices_major(driver):
+    """The block major /proc/devices gives ``driver``, 0 when none (or unreadable)."""
+    try:
+        with open("/proc/devices") as f:
+            block = False
+            for line in f:
+                if line.startswith("Block devices"):
+                    block = True
+                parts = line.split()
+                if block and len(parts) == 2 and parts[1] == driver:
+                    return int(parts[0])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 class KernelControl(ControlDevice):

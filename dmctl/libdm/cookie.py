@@ -1,4 +1,6 @@
-"""libdm-compatible udev cookies: SysV semaphores through ctypes.
+"""libdm-compatible udev cookies: SysV semaphores through ctypes (libdm/libdm-common.c's
+``_udev_notify_sem_create``/``_inc``/``_dec``/``_destroy``, ``_udev_wait``,
+``dm_udev_complete``; dmsetup.c's ``udevcookies`` and ``udevcomplete_all`` walks).
 
 A cookie is a 32-bit value.  Its upper 16 bits carry udev rule flags (``udevflags``),
 its lower 16 bits (the *base*) name a SysV semaphore whose IPC key is
@@ -26,26 +28,16 @@ import os
 import sys
 import time
 
-DM_COOKIE_MAGIC = 0x0D4D
-DM_UDEV_FLAGS_SHIFT = 16
-DM_UDEV_FLAGS_MASK = 0xFFFF0000
-
-# udev flags (the upper 16 bits of a cookie), libdevmapper.h
-DM_UDEV_DISABLE_DM_RULES_FLAG = 0x0001
-DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG = 0x0002
-DM_UDEV_DISABLE_DISK_RULES_FLAG = 0x0004
-DM_UDEV_DISABLE_OTHER_RULES_FLAG = 0x0008
-DM_UDEV_LOW_PRIORITY_FLAG = 0x0010
-DM_UDEV_DISABLE_LIBRARY_FALLBACK = 0x0020
-DM_UDEV_PRIMARY_SOURCE_FLAG = 0x0040
-DM_SUBSYSTEM_UDEV_FLAG0 = 0x0100
-DM_SUBSYSTEM_UDEV_FLAG1 = 0x0200
-DM_SUBSYSTEM_UDEV_FLAG2 = 0x0400
-DM_SUBSYSTEM_UDEV_FLAG3 = 0x0800
-DM_SUBSYSTEM_UDEV_FLAG4 = 0x1000
-DM_SUBSYSTEM_UDEV_FLAG5 = 0x2000
-DM_SUBSYSTEM_UDEV_FLAG6 = 0x4000
-DM_SUBSYSTEM_UDEV_FLAG7 = 0x8000
+from dmctl.errors import DmctlError
+# libdevmapper's cookie magic and udev flags (the upper 16 bits of a cookie)
+from dmctl.constants import (  # noqa: F401
+    DM_COOKIE_MAGIC, DM_SUBSYSTEM_UDEV_FLAG0, DM_SUBSYSTEM_UDEV_FLAG1,
+    DM_SUBSYSTEM_UDEV_FLAG2, DM_SUBSYSTEM_UDEV_FLAG3, DM_SUBSYSTEM_UDEV_FLAG4,
+    DM_SUBSYSTEM_UDEV_FLAG5, DM_SUBSYSTEM_UDEV_FLAG6, DM_SUBSYSTEM_UDEV_FLAG7,
+    DM_UDEV_DISABLE_DISK_RULES_FLAG, DM_UDEV_DISABLE_DM_RULES_FLAG,
+    DM_UDEV_DISABLE_LIBRARY_FALLBACK, DM_UDEV_DISABLE_OTHER_RULES_FLAG,
+    DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG, DM_UDEV_FLAGS_MASK, DM_UDEV_FLAGS_SHIFT,
+    DM_UDEV_LOW_PRIORITY_FLAG, DM_UDEV_PRIMARY_SOURCE_FLAG)
 
 # dmsetup's _udevflags names for bits 0..6
 _DM_FLAG_NAMES = ("DISABLE_DM_RULES", "DISABLE_SUBSYSTEM_RULES", "DISABLE_DISK_RULES",
@@ -150,7 +142,7 @@ def _lib():
     return _libc
 
 
-class SemError(OSError):
+class SemError(OSError, DmctlError):
     pass
 
 
@@ -272,22 +264,24 @@ def semaphores_supported():
 
 # --------------------------------------------------------------------------------------
 # libdm's cookie operations, with libdm's messages.
-# ``err`` prints an error line; ``debug`` (optional) a -vvv debug line.
+# ``err`` receives an error line, ``debug`` (optional) a -vvv debug line: callbacks of
+# the caller's (the library prints nothing itself).
 # Each returns a truth value like libdm's functions.
 # --------------------------------------------------------------------------------------
 
-def _stderr(msg):
-    sys.stdout.flush()
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
+def _error(msg):
+    """libdm's log_error when the caller gave no ``err``: Python's logging (the
+    library never prints; the CLI always passes its own)."""
+    from dmctl.libdm.log import error
+    error(msg)
 
 
 def _nodebug(msg):
     pass
 
 
-def get_cookie_sem(cookie, err=_stderr):
-    """_get_cookie_sem: the semid for an existing cookie, or None (error printed).
+def get_cookie_sem(cookie, err=_error):
+    """_get_cookie_sem: the semid for an existing cookie, or None (error logged through ``err``).
     ``cookie`` must carry the magic prefix."""
     if cookie >> 16 != DM_COOKIE_MAGIC:
         err("Could not continue to access notification semaphore identified by cookie "
@@ -309,7 +303,7 @@ def get_cookie_sem(cookie, err=_stderr):
         return None
 
 
-def sem_inc(cookie, semid, err=_stderr, debug=_nodebug):
+def sem_inc(cookie, semid, err=_error, debug=_nodebug):
     """_udev_notify_sem_inc."""
     try:
         semop(semid, 1, 0)
@@ -334,7 +328,7 @@ def _getval_logged(cookie, semid, err):
         return None
 
 
-def sem_dec(cookie, semid, err=_stderr, debug=_nodebug):
+def sem_dec(cookie, semid, err=_error, debug=_nodebug):
     """_udev_notify_sem_dec: -1 with IPC_NOWAIT."""
     val = _getval_logged(cookie, semid, err)
     if val is None:
@@ -353,7 +347,7 @@ def sem_dec(cookie, semid, err=_stderr, debug=_nodebug):
     return True
 
 
-def sem_destroy(cookie, semid, err=_stderr, debug=_nodebug):
+def sem_destroy(cookie, semid, err=_error, debug=_nodebug):
     """_udev_notify_sem_destroy."""
     try:
         rmid(semid)
@@ -372,9 +366,9 @@ def _random_base(fd):
     return int.from_bytes(data, sys.byteorder)
 
 
-def create(err=_stderr, debug=_nodebug):
+def create(err=_error, debug=_nodebug):
     """_udev_notify_sem_create: -> (cookie, semid), or (0, None) on failure (error
-    printed).  The cookie is ``0x0D4D____`` and the semaphore's value is 1."""
+    logged).  The cookie is ``0x0D4D____`` and the semaphore's value is 1."""
     try:
         fd = os.open("/dev/urandom", os.O_RDONLY)
     except OSError:
@@ -421,7 +415,7 @@ def create(err=_stderr, debug=_nodebug):
     return cookie, semid
 
 
-def complete(cookie, err=_stderr, debug=_nodebug):
+def complete(cookie, err=_error, debug=_nodebug):
     """dm_udev_complete for a cookie with the magic prefix (the caller decided that
     udev sync is in use and stripped the flags): -1 with IPC_NOWAIT."""
     if not cookie:
@@ -459,7 +453,7 @@ class WaitResult:
                 % (self.ok, self.timed_out, self.removed, self.pending, self.semid))
 
 
-def wait(cookie, timeout=DEFAULT_TIMEOUT, err=_stderr, debug=_nodebug,
+def wait(cookie, timeout=DEFAULT_TIMEOUT, err=_error, debug=_nodebug,
          destroy_on_timeout=True):
     """_udev_wait with a time limit.
 
@@ -467,7 +461,7 @@ def wait(cookie, timeout=DEFAULT_TIMEOUT, err=_stderr, debug=_nodebug,
     limit, libdm's behaviour), then IPC_RMID.  On timeout the semaphore is destroyed
     (so it does not leak; a late ``udevcomplete`` then only logs an error in udev's
     journal) and WaitResult(ok=True, timed_out=True, pending=N) is returned: the caller
-    explains what it waited for.  Errors print libdm's messages and return ok=False.
+    explains what it waited for.  Errors log libdm's messages through ``err`` and return ok=False.
     """
     if not cookie:
         return WaitResult(True)
@@ -537,7 +531,7 @@ class CookieInfo(tuple):
     ctime = property(lambda self: self[4])
 
 
-def list_cookies(err=_stderr):
+def list_cookies(err=_error):
     """All semaphores whose key has the 0x0D4D prefix, in the kernel's index order
     (what ``udevcookies`` prints).  Raises SemError when SysV IPC is unavailable."""
     out = []
@@ -554,14 +548,14 @@ def list_cookies(err=_stderr):
     return out
 
 
-def complete_all(age_minutes=0, err=_stderr, now=None):
+def complete_all(age_minutes=0, err=_error, now=None):
     """``udevcomplete_all``: destroy every 0x0D4D-prefixed semaphore whose last
     operation and last change are both at least ``age_minutes`` old.
     -> (destroyed, skipped).  Raises SemError when SysV IPC is unavailable."""
     return complete_all_raw((age_minutes * 60) & 0xFFFFFFFF, err, now)
 
 
-def complete_all_raw(age_seconds, err=_stderr, now=None):
+def complete_all_raw(age_seconds, err=_error, now=None):
     """complete_all with the age in seconds (dmsetup computes ``age * 60`` in unsigned
     int arithmetic; the caller does the same)."""
     counter = skipped = 0

@@ -6,18 +6,20 @@ Pure functions, no I/O.  Error messages are libdm's (dmsetup prints them verbati
   character outside udev's whitelist).  ``mode`` is ``"auto"`` (keep an already
   mangled string, refuse mixtures), ``"hex"`` (always encode) or ``"none"``
   (treated as auto, as libdm does when it is asked to mangle explicitly).
+* ``kernel_form(s, mode, what)``: what libdm sends for a user string in ``mode``
+  (``none`` sends it as it is).
 * ``unmangle(s, mode)``: the display form of a kernel string.
 * ``split_lvm_name(name)``: ``vg--a-lv--b-tpool`` -> ``("vg-a", "lv-b", "tpool")``.
 * ``split_name(uuid_or_subsystem, name, separator)``: dmsetup's splitname record.
 """
 
-NAME_LEN = 128          # DM_NAME_LEN, including the NUL
-UUID_LEN = 129          # DM_UUID_LEN, including the NUL
+from dmctl.constants import DM_NAME_LEN, DM_UUID_LEN
+from dmctl.errors import DmctlError
 
 _SAFE = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#+-.:=@_")
 
 
-class ManglingError(Exception):
+class ManglingError(DmctlError):
     """A string cannot be (un)mangled; ``str(e)`` is libdm's message."""
 
 
@@ -48,7 +50,7 @@ def mangle(s, mode="auto", what="name", limit=None):
     if mode == "none":
         mode = "auto"
     if limit is None:
-        limit = UUID_LEN if what == "UUID" else NAME_LEN
+        limit = DM_UUID_LEN if what == "UUID" else DM_NAME_LEN
     out = []
     need = None          # None: unknown, False: already mangled, True: mangling
     i = 0
@@ -107,6 +109,14 @@ def unmangle(s, mode="none", what="name"):
         out += _char_bytes(c)
         i += 1
     return out.decode("utf-8", "surrogateescape")
+
+
+def kernel_form(s, mode="auto", what="name"):
+    """A user-supplied name/uuid as libdm sends it for mangling ``mode``: unchanged in
+    mode ``none`` and, in ``auto``, when nothing needs mangling; else ``mangle``."""
+    if mode == "none" or (mode == "auto" and not needs_mangling(s)):
+        return s
+    return mangle(s, mode, what)
 
 
 def mangled_form(s, mode="auto", what="name"):
@@ -188,6 +198,6 @@ def check_name(name):
     """libdm's checks on a device name given by the user: message or None."""
     if "/" in name:
         return 'Name "%s" invalid. It contains "/".' % name
-    if len(name.encode("utf-8", "surrogateescape")) >= NAME_LEN:
+    if len(name.encode("utf-8", "surrogateescape")) >= DM_NAME_LEN:
         return 'Name "%s" too long.' % name
     return None

@@ -1,138 +1,160 @@
-"""The seam between the device-lifecycle commands and udev / device-node handling.
+"""udev synchronisation and device nodes around one task's ioctl: what libdm's
+``dm_task_run`` (libdm/ioctl/libdm-iface.c) does before and after the ioctl, and
+``dm_udev_wait`` (libdm/libdm-common.c).
 
-The commands (``cmd_create``, ``cmd_lifecycle``) call only these functions, at the
-points where libdm does the corresponding work:
+dmctl.libdm.task calls these at the points where libdm does the work:
 
-* ``sync_begin(ctx, flags)`` before an ioctl that generates a uevent (create with a
-  table, resume, remove, rename): returns the value for the ioctl's ``event_nr``
-  (udev cookie | flags << 16), 0 when no udev synchronisation is in use;
-* ``sync_complete(ctx, cookie)`` when that ioctl failed or generated no uevent
-  (libdm ``_udev_complete``);
-* ``sync_wait(ctx, cookie)`` at the end of the command (``dm_udev_wait``), unless the
-  user supplied ``--udevcookie``/``DM_UDEV_COOKIE``;
-* ``add_node`` / ``remove_node`` / ``rename_node`` / ``set_read_ahead``: libdm's
-  queued node operations after a successful create/resume/remove/rename;
-* ``mknodes(ctx, name)``: ``dm_mknodes``.
+* :func:`sync_begin` before an ioctl that generates a uevent (create with a table,
+  resume, remove, rename; ``dm_task_set_cookie``): returns the value for the ioctl's
+  ``event_nr`` (udev flags << 16 | cookie base), 0 when udev is not in play;
+* :func:`sync_complete` when that ioctl failed (libdm's ``_udev_complete``);
+* :func:`sync_done` after it succeeded: completes the cookie when the kernel sent no
+  uevent (DM_UEVENT_GENERATED_FLAG clear in the reply);
+* :func:`sync_wait` at the end of the task (``dm_udev_wait``), unless the caller
+  supplied the cookie (``--udevcookie``/``DM_UDEV_COOKIE``);
+* :func:`add_node` / :func:`remove_node` / :func:`rename_node` /
+  :func:`set_read_ahead`: ``_dm_task_node_ops``'s node operations after a successful
+  create/resume/remove/rename, queued and run when libdm runs them.
 
-On the simulator all of this is a no-op (it has no device nodes and no udev).  On the
-kernel the work is delegated to ``dmctl.libdm.cookies`` (udev cookies, node creation),
-written separately, when it provides a function of the same name; until then these
-functions do nothing beyond what the kernel itself does.
+``policy`` is the program's dmctl.libdm.udev.UdevPolicy; it holds the open
+dmctl.libdm.udev.UdevTransaction (``policy.tx``), whose ``cookie`` arguments are the
+event_nr values sync_begin returned, from which libdm's node policy is read exactly as
+libdm reads ``dmt->event_nr``.  Without uevents (the simulator: no udev, no device
+nodes) all of this is a no-op.
 """
 
-_MISSING = object()
+from dmctl.constants import DM_UDEV_DISABLE_DM_RULES_FLAG, DM_UDEV_DISABLE_LIBRARY_FALLBACK
 
 
-def _delegate(ctx, fname):
-    """The kernel-side implementation of ``fname``, or None (simulator, or not
-    provided)."""
-    try:
-        if ctx.mapper().kind == "sim":
-            return None
-    except Exception:
-        return None
-    try:
-        from dmctl.libdm import cookies
-    except ImportError:
-        return None
-    fn = getattr(cookies, fname, _MISSING)
-    return None if fn is _MISSING or not callable(fn) else fn
+def _tx(policy, create=True):
+    tx = policy.tx
+    if tx is None and create:
+        from dmctl.libdm import udev
+        try:
+            tx = udev.UdevTransaction(policy, uevents=True)
+        except ValueError as e:          # bad --udevtimeout: say so, use the default
+            policy.err(str(e))
+            policy.udevtimeout = None
+            tx = udev.UdevTransaction(policy, uevents=True)
+        policy.tx = tx
+    return tx
 
 
-def udev_flags(ctx):
-    """dmsetup's udev flags for create/resume/remove/rename: ``--noudevrules`` and
-    ``_udev_only`` (DM_DEV_DIR is /dev and (cookie supplied or no --verifyudev)).
-    0 where nothing would use them (the simulator)."""
-    if _delegate(ctx, "sync_begin") is None:
-        return 0
-    from dmctl.libdm import cookie as ck
-    sw = ctx.sw
-    flags = 0
-    if sw["noudevrules"]:
-        flags |= ck.DM_UDEV_DISABLE_DM_RULES_FLAG | ck.DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG
-    if ctx.dev_dir.rstrip("/") == "/dev" and (user_cookie(ctx) or not sw["verifyudev"]):
-        flags |= ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK
-    return flags
-
-
-def user_cookie(ctx):
-    """A udev transaction cookie came from ``--udevcookie`` or ``DM_UDEV_COOKIE``
-    (then nobody waits at the end of the command: the caller will)."""
-    import os
-    if ctx.sw["udevcookie"]:
-        return True
-    env = os.environ.get("DM_UDEV_COOKIE")
-    if not env:
-        return False
-    from dmctl.libdm.cookies import parse_cookie
-    return bool(parse_cookie(env))
+def _task(tx, cookie, states=("pending", "uevent")):
+    for t in tx.tasks:
+        if t.event_nr == cookie and t.state in states:
+            return t
+    return None
 
 
 def relies_on_udev(flags):
     """libdm's ``rely_on_udev``: no library node creation."""
-    if not flags:
-        return False
-    from dmctl.libdm import cookie as ck
-    return bool(flags & ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK)
+    return bool(flags & DM_UDEV_DISABLE_LIBRARY_FALLBACK)
 
 
-def sync_begin(ctx, flags=0, enabled=True):
-    fn = _delegate(ctx, "sync_begin")
-    if fn is None:
+def sync_begin(policy, flags=0, op="resume"):
+    """Before a uevent-generating ioctl of task ``op``: -> event_nr (never 0 with
+    uevents: PRIMARY_SOURCE is always set).  0 without uevents, or when libdm would
+    fail the task (its error was logged)."""
+    if not policy.uevents:
         return 0
-    return fn(ctx, flags, enabled) or 0
+    t = _tx(policy).begin(op, flags=flags)
+    return t.event_nr if t is not None else 0
 
 
-def sync_complete(ctx, cookie):
+def sync_complete(policy, cookie):
+    """The ioctl failed: complete the cookie ourselves."""
     if not cookie:
         return
-    fn = _delegate(ctx, "sync_complete")
-    if fn is not None:
-        fn(ctx, cookie)
+    tx = _tx(policy, create=False)
+    if tx is None:
+        return
+    t = _task(tx, cookie, ("pending",))
+    if t is not None:
+        t.done(uevent=False)
 
 
-def sync_done(ctx, cookie, info):
-    """After a successful uevent ioctl: libdm completes the cookie itself when the
-    kernel says it sent no uevent (DM_UEVENT_GENERATED_FLAG clear in the reply)."""
+def sync_done(policy, cookie, info):
+    """After a successful uevent-generating ioctl: ``info`` is the reply (DeviceInfo).
+    When the kernel sent no uevent (DM_UEVENT_GENERATED_FLAG unset: e.g. resume of a
+    device that was not suspended) the cookie is completed here, as libdm does;
+    otherwise the wait at the end expects udev's udevcomplete."""
     if not cookie:
         return
-    fn = _delegate(ctx, "sync_done")
-    if fn is not None:
-        fn(ctx, cookie, info)
-    elif info is not None and not info.uevent_generated:
-        sync_complete(ctx, cookie)
-
-
-def sync_wait(ctx, cookie):
-    if not cookie:
+    tx = _tx(policy, create=False)
+    if tx is None:
         return
-    fn = _delegate(ctx, "sync_wait")
-    if fn is not None:
-        fn(ctx, cookie)
+    t = _task(tx, cookie, ("pending",))
+    if t is not None:
+        t.done(uevent=info is not None and info.uevent_generated)
 
 
-def add_node(ctx, name, major, minor, uid=None, gid=None, mode=None, cookie=0):
-    fn = _delegate(ctx, "add_node")
-    if fn is not None and name:
-        fn(ctx, name, major, minor, uid, gid, mode, cookie)
+def sync_wait(policy, cookie):
+    """End of the task (dm_udev_wait): wait (bounded) for udev, then run the queued node
+    operations.  False only when libdm's wait would have failed."""
+    if not cookie:
+        return True
+    tx = _tx(policy, create=False)
+    if tx is None:
+        return True
+    policy.tx = None
+    for t in tx.tasks:
+        if t.state == "pending":
+            t.state = "uevent"
+    return tx.finish()
 
 
-def remove_node(ctx, name, cookie=0):
-    fn = _delegate(ctx, "remove_node")
-    if fn is not None and name:
-        fn(ctx, name, cookie)
+def _node_policy(tx, cookie):
+    """(check_udev, rely_on_udev) as libdm's dm_task_run derives them from event_nr;
+    without a cookie value, from this command's flags."""
+    f = (cookie >> 16) & 0xFFFF if cookie else tx._effective(tx.flags())
+    return (not f & DM_UDEV_DISABLE_DM_RULES_FLAG,
+            bool(f & DM_UDEV_DISABLE_LIBRARY_FALLBACK))
 
 
-def rename_node(ctx, old, new, cookie=0):
-    fn = _delegate(ctx, "rename_node")
-    if fn is not None and old:
-        fn(ctx, old, new, cookie)
+def _stack(policy, kind, name, cookie, op, **kw):
+    tx = _tx(policy)
+    check_udev, rely = _node_policy(tx, cookie)
+    t = _task(tx, cookie) if cookie else None
+    if t is not None:
+        t.op = op
+        if op == "rename":
+            t.name, t.new_name = kw.get("old_name"), name
+        else:
+            t.name = name
+        if kw.get("major") is not None:
+            t.major, t.minor = kw["major"], kw["minor"]
+    tx.stack(kind, name, check_udev=check_udev, rely=rely, **kw)
+    if tx.external or not cookie:
+        # No dm_udev_wait will come for an outer transaction: libdm runs the
+        # queued operations at exit; so do we, now.
+        tx._run_node_ops()
 
 
-def set_read_ahead(ctx, info, spec):
+def add_node(policy, name, major, minor, uid=None, gid=None, mode=None, cookie=0):
+    """libdm add_dev_node after a successful resume (or create with
+    --addnodeoncreate)."""
+    if policy.uevents and name:
+        _stack(policy, "add", name, cookie, "resume", major=major, minor=minor, uid=uid,
+               gid=gid, mode=mode)
+
+
+def remove_node(policy, name, cookie=0):
+    """libdm rm_dev_node after a successful remove."""
+    if policy.uevents and name:
+        _stack(policy, "del", name, cookie, "remove")
+
+
+def rename_node(policy, old, new, cookie=0):
+    """libdm rename_dev_node after a successful rename (not --setuuid)."""
+    if policy.uevents and old:
+        _stack(policy, "rename", new, cookie, "rename", old_name=old)
+
+
+def set_read_ahead(mapper, info, spec):
     """Apply ``--readahead`` after a resume (libdm ``set_dev_node_read_ahead``).
 
-    ``spec`` is main.py's ``(kind, n)``: auto (or ``set -1``) leaves the kernel's
+    ``spec`` is the CLI's ``(kind, n)``: auto (or ``set -1``) leaves the kernel's
     value; none sets 0; ``min`` raises only."""
     if not spec:
         return
@@ -141,29 +163,6 @@ def set_read_ahead(ctx, info, spec):
         return
     sectors = 0 if kind == "none" else n
     try:
-        ctx.mapper().set_read_ahead(info, sectors, minimum=(kind == "min"))
+        mapper.set_read_ahead(info, sectors, minimum=(kind == "min"))
     except Exception:
         pass
-
-
-def mknodes(ctx, name=None):
-    """``dm_mknodes``: True unless the kernel could not be asked."""
-    fn = _delegate(ctx, "mknodes")
-    if fn is not None:
-        return bool(fn(ctx, name))
-    from dmctl.errors import DmError
-    m = ctx.mapper()
-    try:
-        if name is None:
-            m.list_devices()
-        else:
-            try:
-                m.info(name)
-            except DmError as e:
-                if e.errno != 6:        # ENXIO: "does not exist", not an error
-                    raise
-    except DmError as e:
-        from dmctl.cli.cmd_lifecycle import libdm_fail
-        libdm_fail(ctx, e, "names" if name is None else "mknodes", name=name or "")
-        return False
-    return True

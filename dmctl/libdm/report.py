@@ -3,8 +3,9 @@
 Pure: no device-mapper knowledge.  A report is built from object types (bit ids,
 descriptions, field-name prefixes) and field types (id, heading, width, kind, value
 function); callers add objects, then ``output()`` returns the lines to print.
-Messages that libdm prints (help listings, errors) go through the ``warn``/``error``
-callbacks; a failed initialisation raises ReportError after its messages were sent.
+Nothing here prints: messages that libdm prints (help listings, errors) go through the
+``warn``/``error`` callbacks (by default they are kept in ``Report.messages``); a
+failed initialisation raises ReportError after its messages were sent.
 
 Behaviour follows libdm-report.c (1.02.185): field ids match case-insensitively with
 underscores ignored and an optional type prefix; ``all`` and ``<prefix>all`` expand
@@ -14,6 +15,8 @@ column is padded too; ``--rows`` transposes; name prefixes print ``PREFIX_ID='v'
 """
 
 import re
+
+from dmctl.errors import DmctlError
 
 STR = "string"
 NUM = "number"
@@ -34,11 +37,11 @@ UNQUOTED = 16
 COLUMNS_AS_ROWS = 32
 
 
-class ReportError(Exception):
+class ReportError(DmctlError):
     """Report set-up failed; its messages were already emitted."""
 
 
-class FieldError(Exception):
+class FieldError(DmctlError):
     """A field's value function failed (its own message was printed); the engine
     adds libdm's "report function failed" line and re-raises."""
 
@@ -164,11 +167,6 @@ class _Sel:
         self.negate = False
 
 
-def _default_warn(msg):
-    import sys
-    sys.stderr.write(msg + "\n")
-
-
 class Report:
     def __init__(self, types, fields, output_fields, separator=" ",
                  flags=ALIGNED | BUFFERED | HEADINGS, sort_keys="", selection=None,
@@ -181,7 +179,8 @@ class Report:
             self.flags |= BUFFERED
             self.flags &= ~ALIGNED
         self.sort_required = bool(self.flags & BUFFERED)
-        self.warn = warn or _default_warn
+        self.messages = []      # what warn/error got, when the caller gave no callback
+        self.warn = warn or self.messages.append
         self.error = error or self.warn
         self.report_types = report_types
         self.props = []

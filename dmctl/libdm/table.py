@@ -19,83 +19,17 @@ Errors carry dmsetup's exact text in ``TableError.lines``.
 """
 
 from dmctl.backend.base import TargetLine
-
-ULLONG_MAX = (1 << 64) - 1
-DM_MAX_TYPE_NAME = 16
-
-# C isspace() in the "C" locale.
-_CSPACE = " \t\n\v\f\r"
+from dmctl.constants import DM_MAX_TYPE_NAME
+from dmctl.errors import DmctlError
+from dmctl.numbers import CSPACE as _CSPACE, atoi, skip_space as _skip_space, sscanf_u
 
 
-class TableError(Exception):
+class TableError(DmctlError):
     """A table could not be parsed; ``lines`` are the messages dmsetup logs."""
 
     def __init__(self, *lines):
         self.lines = list(lines)
         super().__init__("\n".join(lines))
-
-
-# ------------------------------------------------------------------------ scanning
-
-def _skip_space(s, i):
-    n = len(s)
-    while i < n and s[i] in _CSPACE:
-        i += 1
-    return i
-
-
-def _scan_int(s, i):
-    """Whitespace, one optional sign, decimal digits at ``s[i:]``:
-    -> (magnitude, negative, end) or (None, False, i) when there is no digit."""
-    j = _skip_space(s, i)
-    n = len(s)
-    neg = False
-    if j < n and s[j] in "+-":
-        neg = s[j] == "-"
-        j += 1
-    k = j
-    while k < n and "0" <= s[k] <= "9":
-        k += 1
-    if k == j:
-        return None, False, i
-    return int(s[j:k]), neg, k
-
-
-def scan_ull(s, i=0):
-    """C ``%llu``/``strtoull(.., 10)`` at ``s[i:]``: -> (value, end) or (None, i).
-
-    Leading whitespace is skipped; an optional sign; at least one decimal digit.
-    A negative number wraps modulo 2**64; a magnitude above ULLONG_MAX saturates."""
-    v, neg, k = _scan_int(s, i)
-    if v is None:
-        return None, i
-    if v > ULLONG_MAX:
-        v = ULLONG_MAX
-    elif neg:
-        v = (-v) & ULLONG_MAX
-    return v, k
-
-
-def strtoull_strict(s):
-    """dmsetup's sector parsing (``strtoull`` base 10, errno and end checks):
-    -> int or None.  Overflow (ERANGE) is an error, a leading ``-`` wraps."""
-    mag, _neg, end = _scan_int(s, 0)
-    if mag is None or end != len(s) or mag > ULLONG_MAX:
-        return None
-    return scan_ull(s, 0)[0]
-
-
-def c_atoi(s):
-    """C ``atoi`` (glibc: ``(int) strtol``): whitespace, sign, digits; junk -> 0."""
-    v, neg, _k = _scan_int(s, 0)
-    if v is None:
-        return 0
-    if neg:
-        v = -v
-    # strtol saturates at LONG_MIN/LONG_MAX, the int cast keeps the low 32 bits.
-    v = max(min(v, (1 << 63) - 1), -(1 << 63))
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
 
 
 def _cstr(s):
@@ -114,11 +48,11 @@ def parse_line(text, source="", lineno=1):
     s = _cstr(text).strip(_CSPACE)
     if not s or s[0] == "#":
         return None
-    start, i = scan_ull(s, 0)
+    start, i = sscanf_u(s, 0, 64)
     length = None
     ttype = None
     if start is not None:
-        length, i = scan_ull(s, i)
+        length, i = sscanf_u(s, i, 64)
     if length is not None:
         j = _skip_space(s, i)
         k = j
@@ -258,7 +192,7 @@ def parse_concise(spec):
             else:
                 ro = False
             yield ConciseDevice(fields[0], fields[1] or None,
-                                c_atoi(fields[2]) if fields[2] else None, ro, fields[4])
+                                atoi(fields[2]) if fields[2] else None, ro, fields[4])
             fields = [None] * 5
             f = 0
             cur = []

@@ -1,6 +1,7 @@
 """``dmsetup ls --tree``: the device dependency tree and its text drawing.
 
-Pure: the caller supplies, for a device number, what DM_TABLE_DEPS says about it
+``build(mapper)`` asks a Mapper (DM_LIST_DEVICES, DM_TABLE_DEPS); else pure: the
+caller supplies, for a device number, what DM_TABLE_DEPS says about it
 (``lookup(major, minor) -> (name, uuid, info, [(major, minor)])`` or None for a
 device that is not a mapped device).  The tree is linked the way libdm's deptree
 does it (a device used by another one leaves the top level; devices without
@@ -8,6 +9,8 @@ dependencies hang below the root when inverted), and drawn the way dmsetup's
 pstree-derived code does, including its byte-wise truncation at the terminal width
 with ``...``.
 """
+
+from dmctl.errors import DmctlError
 
 ASCII = ("  ", "|-", "| ", "`-", "---", "-+-")
 UTF = ("  ", "\u251c\u2500", "\u2502 ", "\u2514\u2500", "\u2500\u2500\u2500",
@@ -22,7 +25,7 @@ OPTION_WORDS = ("device", "blkdevname", "nodevice", "status", "table", "active",
 MAX_DEPTH = 100
 
 
-class TreeOptionError(Exception):
+class TreeOptionError(DmctlError):
     pass
 
 
@@ -212,6 +215,33 @@ class DepTree:
         for dmaj, dmin in deps:
             self.add_dev(dmaj, dmin, node)
         return node
+
+
+def build(mapper, display=None):
+    """The whole dependency tree of ``mapper``'s devices (dmsetup's
+    ``_build_whole_deptree``); ``display`` turns a kernel name or uuid into the form
+    shown.  Returns (tree, any_device); DmError from listing the devices propagates."""
+    from dmctl.errors import DmError
+    from dmctl.records import DevId
+    if display is None:
+        display = str
+    entries = mapper.list_devices()
+    dm_majors = {e.major for e in entries}
+
+    def lookup(major, minor):
+        if major not in dm_majors:
+            return None
+        try:
+            info, deps = mapper.deps(DevId(major=major, minor=minor))
+        except DmError:
+            return None
+        return (display(info.name), info.uuid and display(info.uuid) or "", info,
+                list(deps))
+
+    tree = DepTree(lookup)
+    for e in entries:
+        tree.add_dev(e.major, e.minor)
+    return tree, bool(entries)
 
 
 class _Drawer:

@@ -1,7 +1,16 @@
-"""udev synchronisation and /dev/mapper node management (libdm's policy, dmctl's timeout).
+"""udev synchronisation and /dev/mapper node management: libdm/libdm-common.c's udev
+support (``dm_udev_get_sync_support``, ``_check_udev_sync_requirements_once``,
+``dm_task_set_cookie``, ``_udev_complete``, ``dm_udev_wait``, ``_stack_node_op``,
+``update_devs``, ``_add_dev_node``/``_rm_dev_node``/``_rename_dev_node``) and
+dmsetup.c's udev flag policy (``_set_up_udev_support``, ``_udev_only``), with dmctl's
+timeout.
 
-The only module that imports pyudev, and only inside functions.
+The only module that imports pyudev, and only inside functions.  Nothing here reads a
+command line or prints: a :class:`UdevPolicy`, built once by the program (the CLI:
+``Ctx.udev_policy()``), carries the settings and the log callback.
 
+* :class:`UdevPolicy` -- dmsetup's udev switches and the environment as libdm sees
+  them, the node directory, whether the backend sends uevents, the log callback.
 * :func:`sync_support` -- libdm's ``dm_udev_get_sync_support``: not ``DM_DISABLE_UDEV``,
   SysV semaphores available, udev running (``/run/udev/control`` exists, the test
   libudev's ``udev_queue_get_udev_is_active`` makes) and no ``--noudevsync``.
@@ -15,14 +24,17 @@ The only module that imports pyudev, and only inside functions.
   ``$DM_DEV_DIR/mapper/NAME`` block nodes libdm makes when udev does not.
 
 With the simulator backend there are no uevents and no device numbers to make nodes
-for: transactions are no-ops there.
+for: transactions are no-ops there.  dmctl.libdm.nodes runs these around a task's
+ioctl (libdm's dm_task_run).
 """
 
 import errno as _errno
 import os
 import stat as _stat
 
+from dmctl.constants import DM_DEFERRED_REMOVE, DM_UEVENT_GENERATED_FLAG
 from dmctl.libdm import cookie as _ck
+from dmctl.libdm.log import LOG_DEBUG, LOG_ERR, to_logging
 
 UDEV_CONTROL = "/run/udev/control"
 UDEV_DEV_DIR = "/dev/"
@@ -54,12 +66,6 @@ _TASK_TYPES = {"create": ("CREATE", 0), "remove": ("REMOVE", 2), "resume": ("RES
 _UEVENT_ACTION = {"create": "change", "resume": "change", "rename": "change",
                   "remove": "remove"}
 
-_COMMAND_TASK = {"create": "create", "remove": "remove", "remove_all": "remove",
-                 "rename": "rename"}
-
-DM_DEFERRED_REMOVE = 1 << 17
-DM_UEVENT_GENERATED_FLAG = 1 << 13
-
 
 # --------------------------------------------------------------------------------------
 # environment
@@ -75,83 +81,155 @@ def udev_disabled():
     return os.environ.get("DM_DISABLE_UDEV") is not None
 
 
-class _State:
-    """Per-command results of libdm's _check_udev_sync_requirements_once."""
+class UdevPolicy:
+    """libdm's udev and node settings for one program run, built once (the CLI:
+    ``Ctx.udev_policy()``, from dmsetup's switches) and given to every udev and node
+    operation of dmctl.libdm.
+
+    ``uevents``: the backend sends uevents and has device nodes (the kernel, not the
+    simulator); a callable is asked once, when first needed.  ``dev_dir``:
+    ``$DM_DEV_DIR``.  ``noudevsync``, ``verifyudev``, ``noudevrules``: dmsetup's
+    switches.  ``udevcookie``: the ``--udevcookie`` value (0: none; ``DM_UDEV_COOKIE``
+    is read when needed).  ``udevtimeout``: the ``--udevtimeout`` text (None:
+    ``DMCTL_UDEV_TIMEOUT``, else 30 s).  ``uid``, ``gid``, ``mode``: the node of a
+    created device (``-U``/``-G``/``-M``; None: libdm's defaults).
+    ``add_node_on_create``: ``--addnodeoncreate``.  ``log``: ``log(level, text)``
+    receives libdm's messages (levels of dmctl.libdm.log; default: Python's logging).
+
+    It also keeps what libdm keeps per process: the results of the udev checks (made
+    once, with their messages), and ``tx``, the open UdevTransaction.
+    """
+
+    __slots__ = ("_uevents", "dev_dir", "noudevsync", "verifyudev", "noudevrules",
+                 "udevcookie", "udevtimeout", "uid", "gid", "mode", "add_node_on_create",
+                 "log", "tx", "_checks")
+
+    def __init__(self, uevents=False, dev_dir=UDEV_DEV_DIR, noudevsync=False,
+                 verifyudev=False, noudevrules=False, udevcookie=0, udevtimeout=None,
+                 uid=None, gid=None, mode=None, add_node_on_create=False, log=None):
+        self._uevents = uevents
+        self.dev_dir = dev_dir
+        self.noudevsync = noudevsync
+        self.verifyudev = verifyudev
+        self.noudevrules = noudevrules
+        self.udevcookie = udevcookie
+        self.udevtimeout = udevtimeout
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode
+        self.add_node_on_create = add_node_on_create
+        self.log = log or to_logging
+        self.tx = None
+        self._checks = None
+
+    @property
+    def uevents(self):
+        u = self._uevents
+        if callable(u):
+            try:
+                u = bool(u())
+            except Exception:       # no backend: nothing to synchronise with
+                u = False
+            self._uevents = u
+        return u
+
+    def err(self, msg):
+        """libdm's log_error."""
+        self.log(LOG_ERR, msg)
+
+    def debug(self, msg):
+        """libdm's log_debug (dmsetup prints it on stdout from -vvv on)."""
+        self.log(LOG_DEBUG, msg)
+
+    def user_cookie(self):
+        """A transaction cookie came from ``--udevcookie`` or ``DM_UDEV_COOKIE``: then
+        nobody waits at the end of a task (the caller will)."""
+        if self.udevcookie:
+            return True
+        env = os.environ.get("DM_UDEV_COOKIE")
+        if not env:
+            return False
+        from dmctl.libdm.cookies import parse_cookie
+        return bool(parse_cookie(env))
+
+    def udev_flags(self):
+        """dmsetup's udev flags for create/resume/remove/rename: ``--noudevrules`` and
+        ``_udev_only`` (DM_DEV_DIR is /dev and (cookie supplied or no --verifyudev)).
+        0 where nothing would use them (the simulator)."""
+        if not self.uevents:
+            return 0
+        flags = 0
+        if self.noudevrules:
+            flags |= _ck.DM_UDEV_DISABLE_DM_RULES_FLAG | _ck.DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG
+        if dev_dir(self) == UDEV_DEV_DIR and (self.user_cookie() or not self.verifyudev):
+            flags |= _ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK
+        return flags
+
+
+class _Checks:
+    """Per-run results of libdm's _check_udev_sync_requirements_once."""
     __slots__ = ("sem", "running", "disabled")
 
 
-def _state(ctx):
-    st = getattr(ctx, "_dmctl_udev_state", None)
+def _state(policy):
+    st = policy._checks
     if st is None:
-        st = _State()
+        st = _Checks()
         st.disabled = udev_disabled()
         # libdm asks semctl(SEM_INFO); /proc/sys/kernel/sem exists exactly when the
         # kernel has System V IPC, and looking at it spares loading ctypes (libc) in
         # commands that end up not using a cookie (no udevd, DM_DISABLE_UDEV)
         st.sem = os.path.exists("/proc/sys/kernel/sem") or _ck.semaphores_supported()
         if not st.sem:
-            ctx.err("Kernel not configured for semaphores (System V IPC). "
-                    "Not using udev synchronisation code.")
+            policy.err("Kernel not configured for semaphores (System V IPC). "
+                       "Not using udev synchronisation code.")
         st.running = udev_running()
         if not st.running:
-            _debug(ctx, "Udev is not running. Not using udev synchronisation code.")
+            policy.debug("Udev is not running. Not using udev synchronisation code.")
         elif st.disabled:
-            ctx.err("Udev is running and DM_DISABLE_UDEV environment variable is set. "
-                    "Bypassing udev, device-mapper library will manage device nodes in "
-                    "device directory.")
-        try:
-            ctx._dmctl_udev_state = st
-        except AttributeError:       # pragma: no cover - a Ctx with __slots__
-            pass
+            policy.err("Udev is running and DM_DISABLE_UDEV environment variable is set. "
+                       "Bypassing udev, device-mapper library will manage device nodes in "
+                       "device directory.")
+        policy._checks = st
     return st
 
 
-def sync_support(ctx):
-    """dm_udev_get_sync_support() for this command (``--noudevsync`` included)."""
-    st = _state(ctx)
+def sync_support(policy):
+    """dm_udev_get_sync_support() for this run (``--noudevsync`` included)."""
+    st = _state(policy)
     return (not st.disabled and st.sem and st.running
-            and not ctx.sw["noudevsync"])
+            and not policy.noudevsync)
 
 
-def _debug(ctx, msg):
-    """libdm's log_debug: stdout, from -vvv on."""
-    if ctx.verbose(3):
-        ctx.out(msg + "\n")
-
-
-def _dbg(ctx):
-    return lambda msg: _debug(ctx, msg)
-
-
-def external_cookie(ctx):
+def external_cookie(policy):
     """The cookie of an outer transaction: ``--udevcookie`` or ``DM_UDEV_COOKIE``
     (dmsetup's _set_up_udev_support), or 0."""
-    if ctx.sw["udevcookie"] and ctx.sw.get("udevcookie"):
-        _debug(ctx, "Using udev transaction 0x%08X defined by --udevcookie option."
-               % ctx.sw.get("udevcookie"))
-        return ctx.sw.get("udevcookie")
+    if policy.udevcookie:
+        policy.debug("Using udev transaction 0x%08X defined by --udevcookie option."
+                     % policy.udevcookie)
+        return policy.udevcookie
     env = os.environ.get("DM_UDEV_COOKIE")
     if env:
         from dmctl.libdm.cookies import parse_cookie
         c = parse_cookie(env)
         if c is None:
-            ctx.err("Incorrect cookie value.")
+            policy.err("Incorrect cookie value.")
             return 0
-        _debug(ctx, "Using udev transaction 0x%08X defined by DM_UDEV_COOKIE "
-               "environment variable." % c)
+        policy.debug("Using udev transaction 0x%08X defined by DM_UDEV_COOKIE "
+                     "environment variable." % c)
         return c
     return 0
 
 
-def dev_dir(ctx):
-    d = getattr(ctx, "dev_dir", None) or UDEV_DEV_DIR
+def dev_dir(policy):
+    d = policy.dev_dir or UDEV_DEV_DIR
     return d if d.endswith("/") else d + "/"
 
 
-def get_timeout(ctx):
+def get_timeout(policy):
     """Seconds to wait for udev: ``--udevtimeout``, else ``DMCTL_UDEV_TIMEOUT``, else
     30.  Raises ValueError (with the message to print) for a bad --udevtimeout."""
-    v = ctx.sw.get("udevtimeout") if ctx.sw["udevtimeout"] else None
+    v = policy.udevtimeout
     if v is not None:
         t = _parse_timeout(v)
         if t is None:
@@ -163,8 +241,8 @@ def get_timeout(ctx):
         t = _parse_timeout(env)
         if t is not None:
             return t
-        ctx.err("Ignoring invalid %s value '%s'; waiting at most %g seconds."
-                % (TIMEOUT_ENV, env, _ck.DEFAULT_TIMEOUT))
+        policy.err("Ignoring invalid %s value '%s'; waiting at most %g seconds."
+                   % (TIMEOUT_ENV, env, _ck.DEFAULT_TIMEOUT))
     return _ck.DEFAULT_TIMEOUT
 
 
@@ -182,7 +260,7 @@ def _parse_timeout(s):
 # the transaction
 # --------------------------------------------------------------------------------------
 
-class Task:
+class UeventTask:
     """One uevent-generating ioctl within a transaction (resume, remove, rename, or the
     internal resume of ``create``).  Pass ``event_nr`` as the backend's ``cookie=``,
     then call :meth:`done` with the reply's DeviceInfo, or :meth:`failed`."""
@@ -239,21 +317,20 @@ class Task:
 
 
 class UdevTransaction:
-    """One command's udev transaction (dmsetup's per-command cookie).
+    """One command's udev transaction (dmsetup's per-command cookie), under ``policy``
+    (a UdevPolicy).
 
-    ``uevents``: whether the backend generates uevents (default: the backend is the
-    kernel).  Use as a context manager or call :meth:`finish` at the end; ``finish``
-    waits for udev (unless the cookie came from ``--udevcookie``/``DM_UDEV_COOKIE``),
-    never longer than the timeout, then runs the queued node operations.
+    ``uevents``: whether the backend generates uevents (default: the policy's).  Use
+    as a context manager or call :meth:`finish` at the end; ``finish`` waits for udev
+    (unless the cookie came from ``--udevcookie``/``DM_UDEV_COOKIE``), never longer
+    than the timeout, then runs the queued node operations.  Raises ValueError (the
+    message to print) for a bad ``udevtimeout``.
     """
 
-    def __init__(self, ctx, uevents=None):
-        self.ctx = ctx
+    def __init__(self, policy, uevents=None):
+        self.policy = policy
         if uevents is None:
-            try:
-                uevents = ctx.mapper().kind == "kernel"
-            except Exception:
-                uevents = False
+            uevents = policy.uevents
         self.inactive = not uevents
         self.tasks = []
         self.node_ops = []
@@ -268,24 +345,24 @@ class UdevTransaction:
             self.external = 0
             self.udev_only = True
             self.checking = False
+            self.disabled = False
             self.timeout = _ck.DEFAULT_TIMEOUT
             return
-        self.timeout = get_timeout(ctx)     # ValueError: caller prints and fails
-        sw = ctx.sw
-        self.sync = sync_support(ctx)
-        self.disabled = _state(ctx).disabled
-        self.external = external_cookie(ctx)
-        ddir = dev_dir(ctx)
+        self.timeout = get_timeout(policy)     # ValueError: caller reports it
+        self.sync = sync_support(policy)
+        self.disabled = _state(policy).disabled
+        self.external = external_cookie(policy)
+        ddir = dev_dir(policy)
         same_dir = ddir == UDEV_DEV_DIR
         if not same_dir:
-            _debug(ctx, "The path %s used for creating device nodes that is set via "
-                   "DM_DEV_DIR environment variable differs from the path %s that is "
-                   "used by udev. All warnings about udev not working correctly while "
-                   "processing particular nodes will be suppressed. These nodes and "
-                   "symlinks will be managed in each directory separately."
-                   % (ddir, UDEV_DEV_DIR))
+            policy.debug("The path %s used for creating device nodes that is set via "
+                         "DM_DEV_DIR environment variable differs from the path %s that "
+                         "is used by udev. All warnings about udev not working correctly "
+                         "while processing particular nodes will be suppressed. These "
+                         "nodes and symlinks will be managed in each directory "
+                         "separately." % (ddir, UDEV_DEV_DIR))
         # dmsetup: _udev_only = !dirs_diff && (_udev_cookie || !--verifyudev)
-        self.udev_only = same_dir and bool(self.external or not sw["verifyudev"])
+        self.udev_only = same_dir and bool(self.external or not policy.verifyudev)
         self.checking = same_dir
         if self.external:
             self.cookie = self.external
@@ -293,9 +370,8 @@ class UdevTransaction:
     # ------------------------------------------------------------------ flags
     def flags(self, extra=0):
         """The 16 udev flags dmsetup and libdm put on a task (before the base)."""
-        sw = self.ctx.sw
         f = extra & 0xFFFF
-        if sw["noudevrules"]:
+        if self.policy.noudevrules:
             f |= _ck.DM_UDEV_DISABLE_DM_RULES_FLAG | _ck.DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG
         if self.udev_only:
             f |= _ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK
@@ -303,34 +379,32 @@ class UdevTransaction:
 
     def _effective(self, f):
         # libdm _set_cookie_flags (DM_DISABLE_UDEV) and libdm-iface (PRIMARY_SOURCE)
-        if getattr(self, "disabled", False):
+        if self.disabled:
             f &= ~_ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK
             f |= _ck.DM_UDEV_DISABLE_DM_RULES_FLAG | _ck.DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG
         return f | _ck.DM_UDEV_PRIMARY_SOURCE_FLAG
 
     # ------------------------------------------------------------------ tasks
-    def begin(self, op=None, name=None, new_name=None, major=None, minor=None, flags=0,
-              set_uuid=False, uid=None, gid=None, mode=None, sync=True):
-        """Before a uevent-generating ioctl: -> Task whose ``event_nr`` goes into the
-        ioctl (``cookie=``).  ``op``: ``resume``, ``remove``, ``rename`` or ``create``
-        (= the resume inside ``dmsetup create`` with a table: -U/-G/-M and
-        --addnodeoncreate apply).  ``flags``: extra udev flags (e.g. subsystem flags).
-        ``op`` None: from the command (create, remove, rename, else resume).
-        ``sync`` False: flags only, no semaphore (dmsetup's ``create --notable``).
-        Returns None when the cookie could not be set up (libdm's error was printed;
-        the command fails as dmsetup's does)."""
-        if op is None:
-            op = _COMMAND_TASK.get(getattr(self.ctx, "command", None), "resume")
+    def begin(self, op="resume", name=None, new_name=None, major=None, minor=None,
+              flags=0, set_uuid=False, uid=None, gid=None, mode=None, sync=True):
+        """Before a uevent-generating ioctl (libdm's dm_task_set_cookie): -> UeventTask
+        whose ``event_nr`` goes into the ioctl (``cookie=``).  ``op``: the task the
+        cookie is set on, ``resume``, ``remove``, ``rename`` or ``create`` (= the
+        resume inside ``dmsetup create`` with a table: -U/-G/-M and --addnodeoncreate
+        apply).  ``flags``: extra udev flags (e.g. subsystem flags).  ``sync`` False:
+        flags only, no semaphore (dmsetup's ``create --notable``).  Returns None when
+        the cookie could not be set up (libdm's error was logged; the command fails
+        as dmsetup's does)."""
         if op not in _TASK_TYPES:
             raise ValueError("unknown udev task %r" % op)
-        t = Task(self, op, name, new_name, major, minor, 0)
+        t = UeventTask(self, op, name, new_name, major, minor, 0)
         t.set_uuid = set_uuid
-        sw = self.ctx.sw
+        policy = self.policy
         if op == "create":
-            t.uid = uid if uid is not None else (sw.get("uid") if sw["uid"] else None)
-            t.gid = gid if gid is not None else (sw.get("gid") if sw["gid"] else None)
-            t.mode = mode if mode is not None else (sw.get("mode") if sw["mode"] else None)
-            t.add_node = not sw["addnodeoncreate"]
+            t.uid = uid if uid is not None else policy.uid
+            t.gid = gid if gid is not None else policy.gid
+            t.mode = mode if mode is not None else policy.mode
+            t.add_node = not policy.add_node_on_create
         else:
             t.uid, t.gid, t.mode = uid, gid, mode
         self.tasks.append(t)
@@ -341,25 +415,25 @@ class UdevTransaction:
         base = 0
         if self.sync and sync:
             if not self.cookie:
-                c, semid = _ck.create(self.ctx.err, _dbg(self.ctx))
+                c, semid = _ck.create(policy.err, policy.debug)
                 if not c:
                     return self._set_cookie_failed(t)
                 self.cookie, self.semid, self.own_cookie = c, semid, True
             elif self.semid is None:
-                semid = _ck.get_cookie_sem(self.cookie, self.ctx.err)
+                semid = _ck.get_cookie_sem(self.cookie, policy.err)
                 if semid is None:
                     return self._set_cookie_failed(t)
                 self.semid = semid
-            if not _ck.sem_inc(self.cookie, self.semid, self.ctx.err, _dbg(self.ctx)):
-                self.ctx.err("Could not set notification semaphore identified by cookie "
-                             "value %u (0x%x)" % (self.cookie, self.cookie))
+            if not _ck.sem_inc(self.cookie, self.semid, policy.err, policy.debug):
+                policy.err("Could not set notification semaphore identified by cookie "
+                           "value %u (0x%x)" % (self.cookie, self.cookie))
                 return self._set_cookie_failed(t)
             base = self.cookie & 0xFFFF
             t.uses_sem = True
             typ, num = _TASK_TYPES[op]
-            _debug(self.ctx, "Udev cookie 0x%x (semid %d) assigned to %s task(%d) with "
-                   "flags%s (0x%x)" % (self.cookie, self.semid, typ, num,
-                                       _flag_words(f16), f16))
+            policy.debug("Udev cookie 0x%x (semid %d) assigned to %s task(%d) with "
+                         "flags%s (0x%x)" % (self.cookie, self.semid, typ, num,
+                                             _flag_words(f16), f16))
         t.event_nr = (t.flags << 16) | base
         return t
 
@@ -369,7 +443,7 @@ class UdevTransaction:
         return None
 
     def _complete_one(self):
-        _ck.complete(_ck.cookie_key(self.cookie), self.ctx.err, _dbg(self.ctx))
+        _ck.complete(_ck.cookie_key(self.cookie), self.policy.err, self.policy.debug)
 
     # ------------------------------------------------------------------ nodes
     def _stack_for(self, t, info):
@@ -389,20 +463,6 @@ class UdevTransaction:
             if not t.set_uuid and t.name and t.new_name:
                 self.stack("rename", t.new_name, old_name=t.name,
                            check_udev=check_udev, rely=rely)
-
-    def node_on_create(self, name, major, minor, uid=None, gid=None, mode=None):
-        """--addnodeoncreate: after DM_DEV_CREATE succeeded (flags as dmsetup's create
-        task: with DISABLE_LIBRARY_FALLBACK libdm trusts udev)."""
-        if self.inactive or not self.ctx.sw["addnodeoncreate"]:
-            return
-        sw = self.ctx.sw
-        f = self._effective(self.flags())
-        self.stack("add", name, major=major, minor=minor,
-                   uid=uid if uid is not None else (sw.get("uid") if sw["uid"] else None),
-                   gid=gid if gid is not None else (sw.get("gid") if sw["gid"] else None),
-                   mode=mode if mode is not None else (sw.get("mode") if sw["mode"] else None),
-                   check_udev=not (f & _ck.DM_UDEV_DISABLE_DM_RULES_FLAG),
-                   rely=bool(f & _ck.DM_UDEV_DISABLE_LIBRARY_FALLBACK))
 
     def stack(self, kind, name, major=None, minor=None, uid=None, gid=None, mode=None,
               old_name="", check_udev=False, rely=False):
@@ -448,7 +508,7 @@ class UdevTransaction:
         else:
             msg = "%s: %s NODE_RENAME to %s%s%s" % (op.old_name, action, op.name, rely,
                                                     verify)
-        _debug(self.ctx, msg)
+        self.policy.debug(msg)
 
     def _run_node_ops(self):
         ok = True
@@ -460,12 +520,12 @@ class UdevTransaction:
             self._log_op("Processing", op)
             warn = op.warn and warn_possible
             if op.kind == "add":
-                ok &= add_node(self.ctx, op.name, op.major, op.minor, op.uid, op.gid,
+                ok &= add_node(self.policy, op.name, op.major, op.minor, op.uid, op.gid,
                                op.mode, warn)
             elif op.kind == "del":
-                ok &= rm_node(self.ctx, op.name, warn)
+                ok &= rm_node(self.policy, op.name, warn)
             else:
-                ok &= rename_node(self.ctx, op.old_name, op.name, warn)
+                ok &= rename_node(self.policy, op.old_name, op.name, warn)
         self.node_ops = []
         return ok
 
@@ -482,13 +542,13 @@ class UdevTransaction:
             return True
         ok = True
         if self.own_cookie and self.cookie:
-            res = _ck.wait(self.cookie, self.timeout, self.ctx.err, _dbg(self.ctx))
+            res = _ck.wait(self.cookie, self.timeout, self.policy.err, self.policy.debug)
             self.wait_result = res
             if res.timed_out:
                 self._explain_timeout(res)
             ok = bool(res)
         self._run_node_ops()
-        if (self.sync and self.ctx.sw["verifyudev"] and self.wait_result is not None
+        if (self.sync and self.policy.verifyudev and self.wait_result is not None
                 and not self.wait_result.timed_out):
             self._verify_udev_db()
         return ok
@@ -504,7 +564,7 @@ class UdevTransaction:
         return [t for t in self.tasks if t.state == "uevent"]
 
     def _explain_timeout(self, res):
-        err = self.ctx.err
+        err = self.policy.err
         c = self.cookie
         err("Udev cookie 0x%x (semid %s) was not completed within %g s: udev has "
             "not acknowledged %d uevent(s) this command waited for."
@@ -531,7 +591,7 @@ class UdevTransaction:
                 continue
             name = t.new_name if t.op == "rename" else t.name
             for problem in check_udev_properties(t.major, t.minor, name):
-                self.ctx.err(problem)
+                self.policy.err(problem)
 
 
 class _NodeOp:
@@ -569,12 +629,12 @@ def _flag_words(f):
 # nodes (libdm _add_dev_node / _rm_dev_node / _rename_dev_node)
 # --------------------------------------------------------------------------------------
 
-def node_path(ctx, name):
-    return dev_dir(ctx) + "mapper/" + name
+def node_path(policy, name):
+    return dev_dir(policy) + "mapper/" + name
 
 
-def _ensure_mapper_dir(ctx):
-    d = dev_dir(ctx) + "mapper"
+def _ensure_mapper_dir(policy):
+    d = dev_dir(policy) + "mapper"
     if not os.path.isdir(d):
         old = os.umask(0o022)
         try:
@@ -597,10 +657,10 @@ def _kernel_node(major, minor):
     return None
 
 
-def add_node(ctx, name, major, minor, uid=DEFAULT_UID, gid=DEFAULT_GID,
+def add_node(policy, name, major, minor, uid=DEFAULT_UID, gid=DEFAULT_GID,
              mode=DEFAULT_MODE, warn_if_udev_failed=False):
     """_add_dev_node: make ``$DM_DEV_DIR/mapper/NAME`` the block device major:minor."""
-    path = node_path(ctx, name)
+    path = node_path(policy, name)
     dev = os.makedev(major, minor)
     try:
         st = os.stat(path)
@@ -612,25 +672,26 @@ def add_node(ctx, name, major, minor, uid=DEFAULT_UID, gid=DEFAULT_GID,
         except OSError:
             pass
         if warn_if_udev_failed:
-            ctx.err("%s not set up by udev: Falling back to direct node creation." % path)
+            policy.err("%s not set up by udev: Falling back to direct node creation."
+                       % path)
     if st is not None:
         if not _stat.S_ISBLK(st.st_mode):
-            ctx.err("A non-block device file at '%s' is already present" % path)
+            policy.err("A non-block device file at '%s' is already present" % path)
             return False
         if st.st_rdev == dev:
             return True
         try:
             os.unlink(path)
         except OSError:
-            ctx.err("Unable to unlink device node for '%s'" % name)
+            policy.err("Unable to unlink device node for '%s'" % name)
             return False
-    _ensure_mapper_dir(ctx)
-    if dev_dir(ctx) != UDEV_DEV_DIR:
+    _ensure_mapper_dir(policy)
+    if dev_dir(policy) != UDEV_DEV_DIR:
         target = _kernel_node(major, minor)
         if target is not None:
             try:
                 os.symlink(target, path)
-                _debug(ctx, "Created %s -> %s" % (path, target))
+                policy.debug("Created %s -> %s" % (path, target))
                 return True
             except OSError:
                 pass            # fall back to a node
@@ -639,43 +700,43 @@ def add_node(ctx, name, major, minor, uid=DEFAULT_UID, gid=DEFAULT_GID,
         os.mknod(path, _stat.S_IFBLK | (mode & 0o7777), dev)
     except OSError as e:
         if e.errno != _errno.EEXIST:
-            ctx.err("%s: mknod for %s failed: %s" % (path, name, os.strerror(e.errno)))
+            policy.err("%s: mknod for %s failed: %s" % (path, name, os.strerror(e.errno)))
             return False
     finally:
         os.umask(old)
     try:
         os.chown(path, uid, gid)
     except OSError as e:
-        ctx.err("%s: chown failed: %s" % (path, os.strerror(e.errno)))
+        policy.err("%s: chown failed: %s" % (path, os.strerror(e.errno)))
         return False
-    _debug(ctx, "Created %s" % path)
+    policy.debug("Created %s" % path)
     return True
 
 
-def rm_node(ctx, name, warn_if_udev_failed=False):
+def rm_node(policy, name, warn_if_udev_failed=False):
     """_rm_dev_node: unlink ``$DM_DEV_DIR/mapper/NAME`` (absent is fine)."""
-    path = node_path(ctx, name)
+    path = node_path(policy, name)
     try:
         os.lstat(path)
     except OSError:
         return True
     if warn_if_udev_failed:
-        ctx.err("Node %s was not removed by udev. Falling back to direct node removal."
-                % path)
+        policy.err("Node %s was not removed by udev. Falling back to direct node "
+                   "removal." % path)
     try:
         os.unlink(path)
     except OSError as e:
         if e.errno != _errno.ENOENT:
-            ctx.err("Unable to unlink device node for '%s'" % name)
+            policy.err("Unable to unlink device node for '%s'" % name)
             return False
-    _debug(ctx, "Removed %s" % path)
+    policy.debug("Removed %s" % path)
     return True
 
 
-def rename_node(ctx, old_name, new_name, warn_if_udev_failed=False):
+def rename_node(policy, old_name, new_name, warn_if_udev_failed=False):
     """_rename_dev_node."""
-    oldpath = node_path(ctx, old_name)
-    newpath = node_path(ctx, new_name)
+    oldpath = node_path(policy, old_name)
+    newpath = node_path(policy, new_name)
     try:
         info = os.lstat(newpath)
     except OSError:
@@ -685,41 +746,42 @@ def rename_node(ctx, old_name, new_name, warn_if_udev_failed=False):
             try:
                 info = os.stat(newpath)
             except OSError as e:
-                ctx.err("%s: stat failed: %s" % (newpath, os.strerror(e.errno)))
+                policy.err("%s: stat failed: %s" % (newpath, os.strerror(e.errno)))
                 return False
         if not _stat.S_ISBLK(info.st_mode):
-            ctx.err("A non-block device file at '%s' is already present" % newpath)
+            policy.err("A non-block device file at '%s' is already present" % newpath)
             return False
         if warn_if_udev_failed:
             if not os.path.lexists(oldpath):
                 return True
-            ctx.err("The node %s should have been renamed to %s by udev but old node is "
-                    "still present. Falling back to direct old node removal."
-                    % (oldpath, newpath))
-            return rm_node(ctx, old_name, False)
+            policy.err("The node %s should have been renamed to %s by udev but old node "
+                       "is still present. Falling back to direct old node removal."
+                       % (oldpath, newpath))
+            return rm_node(policy, old_name, False)
         try:
             os.unlink(newpath)
         except OSError as e:
             if e.errno == _errno.EPERM:
                 return True
-            ctx.err("Unable to unlink device node for '%s'" % new_name)
+            policy.err("Unable to unlink device node for '%s'" % new_name)
             return False
     elif warn_if_udev_failed:
-        ctx.err("The node %s should have been renamed to %s by udev but new node is not "
-                "present. Falling back to direct node rename." % (oldpath, newpath))
+        policy.err("The node %s should have been renamed to %s by udev but new node is "
+                   "not present. Falling back to direct node rename." % (oldpath, newpath))
     try:
         os.rename(oldpath, newpath)
     except OSError as e:
         if e.errno != _errno.ENOENT:
-            ctx.err("Unable to rename device node from '%s' to '%s'" % (old_name, new_name))
+            policy.err("Unable to rename device node from '%s' to '%s'"
+                       % (old_name, new_name))
             return False
-    _debug(ctx, "Renamed %s to %s" % (oldpath, newpath))
+    policy.debug("Renamed %s to %s" % (oldpath, newpath))
     return True
 
 
-def ensure_control_node(ctx):
+def ensure_control_node(policy):
     """``$DM_DEV_DIR/mapper/control`` (char 10:236, or /proc/misc's minor), 0600."""
-    path = dev_dir(ctx) + "mapper/control"
+    path = dev_dir(policy) + "mapper/control"
     minor = 236
     try:
         with open("/proc/misc") as f:
@@ -737,20 +799,20 @@ def ensure_control_node(ctx):
         os.unlink(path)
     except OSError:
         pass
-    _ensure_mapper_dir(ctx)
+    _ensure_mapper_dir(policy)
     old = os.umask(0o177)
     try:
         os.mknod(path, _stat.S_IFCHR | 0o600, dev)
     except OSError as e:
         if e.errno != _errno.EEXIST:
-            ctx.err("%s: mknod failed: %s" % (path, os.strerror(e.errno)))
+            policy.err("%s: mknod failed: %s" % (path, os.strerror(e.errno)))
             return False
     finally:
         os.umask(old)
     return True
 
 
-def mknodes(ctx, mapper, name=None):
+def mknodes(policy, mapper, name=None):
     """dm_mknodes (``dmsetup mknodes [NAME]``) for the kernel backend: make
     ``$DM_DEV_DIR/mapper`` match the kernel.  With a name: node for it, or remove a
     stale node.  Without: every non-control entry of the directory is checked (stale
@@ -758,7 +820,7 @@ def mknodes(ctx, mapper, name=None):
     is (re)created.  Nodes are made with libdm's defaults (mode 0600 root:root); an
     existing node or symlink to the right device is kept.  Backend errors other than
     ENXIO propagate (DmError).  No-op for the simulator."""
-    if mapper.kind != "kernel":
+    if not mapper.has_device_nodes:
         return True
     from dmctl.errors import DmError
     ok = True
@@ -768,13 +830,13 @@ def mknodes(ctx, mapper, name=None):
             info = mapper.info(n)
         except DmError as e:
             if e.errno in (_errno.ENXIO, _errno.ENODEV):
-                return rm_node(ctx, n, False)
+                return rm_node(policy, n, False)
             raise
-        return add_node(ctx, info.name or n, info.major, info.minor)
+        return add_node(policy, info.name or n, info.major, info.minor)
 
     if name is not None:
         return one(name)
-    d = dev_dir(ctx) + "mapper"
+    d = dev_dir(policy) + "mapper"
     try:
         entries = sorted(os.listdir(d))
     except OSError:
@@ -784,8 +846,8 @@ def mknodes(ctx, mapper, name=None):
             continue
         ok &= one(e)
     for ent in mapper.list_devices():
-        ok &= add_node(ctx, ent.name, ent.major, ent.minor)
-    ok &= ensure_control_node(ctx)
+        ok &= add_node(policy, ent.name, ent.major, ent.minor)
+    ok &= ensure_control_node(policy)
     return ok
 
 

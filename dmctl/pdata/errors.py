@@ -2,8 +2,10 @@
 
 import errno as _errno
 
+from dmctl.errors import DmctlError
 
-class PDataError(Exception):
+
+class PDataError(DmctlError):
     """A persistent-data operation failed the way the kernel's would (``-errno``)."""
 
     def __init__(self, err, text):

@@ -15,13 +15,15 @@ import errno
 import struct
 from collections import deque
 
+from dmctl.constants import DM_SM_METADATA_MAX_BLOCKS
+
 from .btree import BtreeInfo
 from .checksum import BITMAP_CSUM_XOR, INDEX_CSUM_XOR, BlockValidator
 from .errors import PDataError
 
 ENTRIES_PER_BLOCK = (4096 - 16) * 4          # 16320
 MAX_METADATA_BITMAPS = 255
-DM_SM_METADATA_MAX_BLOCKS = MAX_METADATA_BITMAPS * ENTRIES_PER_BLOCK
+assert DM_SM_METADATA_MAX_BLOCKS == MAX_METADATA_BITMAPS * ENTRIES_PER_BLOCK
 SM_ROOT_SIZE = 32
 
 _U32 = struct.Struct("<I")

@@ -7,6 +7,11 @@ events: ``submit_bio`` hands a bio to a device, ``bio_endio`` completes it later
 once for ordinary I/O, or when a script says so).
 """
 
+# map() and end_io() results (include/linux/device-mapper.h)
+from dmctl.constants import (  # noqa: F401
+    DM_ENDIO_DONE, DM_ENDIO_INCOMPLETE, DM_ENDIO_REQUEUE, DM_MAPIO_DELAY_REQUEUE,
+    DM_MAPIO_KILL, DM_MAPIO_REMAPPED, DM_MAPIO_REQUEUE, DM_MAPIO_SUBMITTED)
+
 READ = 0
 WRITE = 1
 DISCARD = 3
@@ -15,18 +20,6 @@ DISCARD = 3
 PREFLUSH = 1
 FUA = 2
 META = 4
-
-# map() results (include/linux/device-mapper.h)
-DM_MAPIO_SUBMITTED = 0
-DM_MAPIO_REMAPPED = 1
-DM_MAPIO_REQUEUE = 0x200
-DM_MAPIO_DELAY_REQUEUE = 0x201
-DM_MAPIO_KILL = 4
-
-# end_io() results
-DM_ENDIO_DONE = 0
-DM_ENDIO_INCOMPLETE = 1
-DM_ENDIO_REQUEUE = 2
 
 OP_NAMES = {READ: "read", WRITE: "write", DISCARD: "discard"}
 

@@ -23,10 +23,10 @@ import pickle
 from array import array
 from bisect import bisect_right
 
+from dmctl.constants import LOOP_MAJOR
 from dmctl.sim import bio as B
 
 BLOCK = 4096
-LOOP_MAJOR = 7
 
 _libc = None
 

@@ -14,7 +14,9 @@ kernel, so a whole script or copy is one consistent step.  Library users:
 import errno
 import os
 
+from dmctl.constants import DM_MAJOR
 from dmctl.errors import DmError, IOFailure
+from dmctl.records import DevId
 from dmctl.sim import bio as B
 
 
@@ -28,22 +30,24 @@ class IOError_(IOFailure):
 
 
 def resolve(env, device):
-    """A device argument: NAME, /dev/mapper/NAME, /dev/dm-N or MAJ:MIN."""
-    if device.startswith("/dev/mapper/"):
-        md = env.device_by_name(device[len("/dev/mapper/"):])
-    elif device.startswith("/dev/dm-") and device[8:].isdigit():
-        md = env.device_by_minor(int(device[8:]))
-    elif ":" in device and all(p.isdigit() for p in device.split(":", 1)):
-        a, b = device.split(":", 1)
+    """The simulated block device that ``device`` names: a DevId (by name or by
+    major:minor, a backing file's 7:N included), a (major, minor) tuple, or a string
+    (``DevId.from_devno_or_node``'s forms, else a name).  The CLI turns users'
+    arguments into a DevId with ``dmctl.libdm.devices.device_arg``."""
+    if isinstance(device, str):
+        device = DevId.from_devno_or_node(device, DM_MAJOR) or DevId(name=device)
+    dev = DevId.coerce(device)
+    md = None
+    if dev.name:
+        md = env.device_by_name(dev.name)
+    elif dev.major is not None:
         try:
-            return env.device_by_devno((int(a), int(b)))
+            return env.device_by_devno((dev.major, dev.minor))
         except OSError:
             md = None
-    else:
-        md = env.device_by_name(device)
     if md is None:
-        raise DmError(errno.ENXIO, op="io", name=device,
-                      detail="Device %s not found" % device)
+        raise DmError(errno.ENXIO, op="io", name=dev.label(),
+                      detail="Device %s not found" % dev.label())
     return md
 
 
@@ -313,20 +317,8 @@ def crash(mapper, seed=None):
     keeps its durable contents (with ``seed``: a reproducible random subset of the
     non-durable blocks survives).  Returns {path: (reverted, survived)}."""
     import random
-
-    def fn(env):
-        rng = random.Random(seed) if seed is not None else None
-        result = {}
-        for bf in sorted(env.all_backing(), key=lambda b: b.minor):
-            result[bf.path] = bf.cache.crash(bf.fd, rng)
-            env.note_cache(bf)
-        for md in env.all_devices():
-            env.destroy_device(md)
-        from dmctl.sim.targets.dirty_log import userspace
-        if env.store.get_meta(userspace.META_LUID) is not None:   # a log was made here
-            userspace.host_crashed(env)
-        return result
-    return mapper.run(fn)
+    rng = random.Random(seed) if seed is not None else None
+    return mapper.run(lambda env: env.power_cut(rng))
 
 
 def settle(mapper):

@@ -31,6 +31,8 @@ import os
 import struct
 import sys
 
+from dmctl import getopt as _getopt
+from dmctl import numbers as _n
 from dmctl.formats import log_writes as _lw
 
 PROG = "replay-log"
@@ -48,8 +50,12 @@ _ENTRY = _lw.ENTRY
 _C_ENTRY = _lw.C_ENTRY_SIZE
 _MARK_MAX = 4097 - _C_ENTRY       # strndup limit for --start-mark/--end-mark
 
-# (name, has_arg, val): val 0 means "long only", as in replay-log's table.
-_LONGOPTS = (
+# replay-log's long_options table as getopt's (name, has_arg, key, val): val 0 means
+# "long only" (the C code switches on option_index), so options with the same has_arg
+# and val 0 are one option to getopt's ambiguity rule and a prefix picks the first.
+_SHORTOPTS = {"v": _getopt.NO_ARG}
+_LONGOPTS = tuple((name, _getopt.REQUIRED if arg else _getopt.NO_ARG,
+                   "v" if val else name, val) for name, arg, val in (
     ("next-flush", False, 0), ("next-fua", False, 0), ("start-entry", True, 0),
     ("end-mark", True, 0), ("log", True, 0), ("replay", True, 0), ("limit", True, 0),
     ("verbose", False, "v"), ("find", False, 0), ("num-entries", False, 0),
@@ -57,7 +63,7 @@ _LONGOPTS = (
     ("start-mark", True, 0), ("start-sector", True, 0), ("end-sector", True, 0),
     # dmctl additions
     ("json", False, 0), ("no-progress", False, 0),
-)
+))
 
 _USAGE = b"""Usage: replay-log --log <logfile> [options]
 \t--replay <device> - replay onto a specific device
@@ -79,6 +85,7 @@ _USAGE = b"""Usage: replay-log --log <logfile> [options]
 """
 
 _CHECK_NUMBER, _CHECK_FUA, _CHECK_FLUSH, _CHECK_DISCARD = 1, 2, 3, 4
+_ERANGE = 34
 
 
 class _Exit(Exception):
@@ -87,52 +94,9 @@ class _Exit(Exception):
         self.code = code
 
 
-def _c_int(v):
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
-
-
 def _off_t(v):
     v &= _U64
     return v - (1 << 64) if v >> 63 else v
-
-
-_SPACE = b" \t\n\v\f\r"
-
-
-def _strtoull(s, rp=None):
-    """C ``strtoull(s, &end, 0)``: returns (value, rest) where rest is what end points at.
-
-    On overflow the value is ULLONG_MAX and ``rp.errno`` becomes ERANGE, as in C.
-    """
-    i, n = 0, len(s)
-    while i < n and s[i] in _SPACE:
-        i += 1
-    neg = False
-    if i < n and s[i] in b"+-":
-        neg = s[i] == 0x2D
-        i += 1
-    base = 10
-    if s[i:i + 1] == b"0":
-        if s[i + 1:i + 2] in (b"x", b"X") and s[i + 2:i + 3] and s[i + 2:i + 3] in b"0123456789abcdefABCDEF":
-            base = 16
-            i += 2
-        else:
-            base = 8
-    digits = b"0123456789abcdefABCDEF"[:base if base != 16 else 22]
-    j = i
-    while j < n and s[j:j + 1] in digits and s[j:j + 1]:
-        j += 1
-    if j == i:
-        return 0, s                         # no conversion: end = nptr
-    value = int(s[i:j], base)
-    if value > _U64:
-        value = _U64                        # the sign is not applied
-        if rp is not None:
-            rp.errno = 34                   # ERANGE
-    elif neg:
-        value = (-value) & _U64
-    return value, s[j:]
 
 
 class _CStdout:
@@ -419,74 +383,18 @@ class _Replay:
             start += n
 
 
-def _getopt(prog, args, rp):
-    """GNU getopt_long(argc, argv, "v", long_options): yields (key, optarg).
-
-    ``key`` is ``"v"`` or a long option's name.  Errors print glibc's message and the
-    usage, then exit 1, at the point where the C tool would.
-    """
-    posixly = "POSIXLY_CORRECT" in os.environ
-    i = 0
-    n = len(args)
-    while i < n:
-        a = args[i]
-        if a == b"--":
-            return
-        if a[:1] != b"-" or a == b"-":
-            if posixly:
-                return
-            i += 1
-            continue
-        if a[:2] == b"--":
-            body = a[2:]
-            name, eq, value = body.partition(b"=")
-            found = None
-            for opt in _LONGOPTS:
-                if opt[0].encode() == name:
-                    found = opt
-                    break
-            if found is None:
-                ambiguous = []
-                for opt in _LONGOPTS:
-                    if opt[0].encode().startswith(name):
-                        if found is None:
-                            found = opt
-                            ambiguous = [opt]
-                        elif (opt[1], opt[2]) != (found[1], found[2]):
-                            ambiguous.append(opt)
-                if len(ambiguous) > 1:
-                    rp.err(b"%s: option '--%s' is ambiguous; possibilities:%s\n" % (
-                        prog, body, b"".join(b" '--%s'" % o[0].encode() for o in ambiguous)))
-                    rp.usage()
-                if found is None:
-                    rp.err(b"%s: unrecognized option '--%s'\n" % (prog, body))
-                    rp.usage()
-            lname = found[0].encode()
-            i += 1
-            if found[1]:
-                if not eq:
-                    if i >= n:
-                        rp.err(b"%s: option '--%s' requires an argument\n" % (prog, lname))
-                        rp.usage()
-                    value = args[i]
-                    i += 1
-            else:
-                if eq:
-                    rp.err(b"%s: option '--%s' doesn't allow an argument\n" % (prog, lname))
-                    rp.usage()
-                value = None
-            yield (found[2] or found[0]), value
-            continue
-        for ch in a[1:]:
-            if ch != 0x76:                # only "v" is a short option
-                rp.err(b"%s: invalid option -- '%s'\n" % (prog, bytes([ch])))
-                rp.usage()
-            yield "v", None
-        i += 1
+def _strtoull(rp, value):
+    """C ``strtoull(value, &end, 0)`` of an option's bytes -> (value, rest); an
+    overflow leaves ERANGE in ``rp.errno``, as in errno, for later messages."""
+    text = value.decode("latin-1")          # one character a byte, C's view
+    v, end, erange = _n.strtoull(text, 0)
+    if erange:
+        rp.errno = _ERANGE
+    return v, value[end:]
 
 
 def _parse_number(rp, value, what):
-    v, rest = _strtoull(value, rp)
+    v, rest = _strtoull(rp, value)
     if rest:
         rp.err(b"Invalid %s number\n" % what)
         raise _Exit(1)
@@ -541,7 +449,7 @@ def main(argv, prog=PROG, stdout=None, stderr=None):
     rp = _Replay(prog_b, out, err)
     rp.stdout = _CStdout(out, rp.flush_writes)
     try:
-        code = _run(rp, [os.fsencode(a) for a in argv])
+        code = _run(rp, [os.fsdecode(a) for a in argv])
     except _Exit as e:
         code = e.code
     except BrokenPipeError:
@@ -580,7 +488,20 @@ def _run(rp, args):
     check_mode = 0
     no_progress = False
 
-    for key, value in _getopt(rp.prog, args, rp):
+    # getopt_long(argc, argv, "v", long_options, &option_index), one option at a time:
+    # a bad number stops the run before a later bad option is seen, as in C
+    options = _getopt.iter_getopt_long(os.fsdecode(rp.prog), args, _SHORTOPTS, _LONGOPTS,
+                                       posixly_correct="POSIXLY_CORRECT" in os.environ)
+    while True:
+        try:
+            key, value = next(options)
+        except StopIteration:
+            break
+        except _getopt.GetoptError as e:
+            rp.err(os.fsencode(str(e)) + b"\n")
+            rp.usage()
+        if value is not None:
+            value = os.fsencode(value)
         if key == "v":
             rp.verbose += 1
         elif key == "next-flush":
@@ -617,7 +538,7 @@ def _run(rp, args):
                 check_mode = _CHECK_DISCARD
             else:
                 check_mode = _CHECK_NUMBER
-                check_number, rest = _strtoull(value, rp)
+                check_number, rest = _strtoull(rp, value)
                 if not check_number or rest:
                     rp.err(b"Invalid entry number\n")
                     raise _Exit(1)
@@ -723,7 +644,7 @@ def _log_open(rp, logfile, replayfile):
         rp.err(b"Magic doesn't match\n")
         raise _Exit(1)
     if sup.version != _lw.VERSION:
-        rp.err(b"Version mismatch, wanted %d, have %d\n" % (_lw.VERSION, _c_int(sup.version)))
+        rp.err(b"Version mismatch, wanted %d, have %d\n" % (_lw.VERSION, _n.c_int(sup.version)))
         raise _Exit(1)
     rp.sectorsize = sup.sectorsize
     rp.nr_entries = sup.nr_entries
@@ -805,7 +726,7 @@ def _seek_entry(rp, entry_num):
                 raise _Exit(1)
             if vv:
                 rp.printf(b"seek entry %d@%d: %d, size %d, flags 0x%x\n" % (
-                    _c_int(i), rp.cur_pos // s, sector, nr_sectors, flags))
+                    _n.c_int(i), rp.cur_pos // s, sector, nr_sectors, flags))
             seek = (s - _C_ENTRY) & _U64
             if not flags & _DISCARD:
                 seek = (seek + nr_sectors * s) & _U64
@@ -836,7 +757,7 @@ def _seek_next(rp):
     rp.cur_pos += s
     if rp.verbose > 1 and not rp.json:
         rp.printf(b"seek entry %d@%d: %d, size %d, flags 0x%x(%s)\n" % (
-            _c_int(rp.cur_entry - 1), rp.cur_pos // s, sector, nr_sectors, flags,
+            _n.c_int(rp.cur_entry - 1), rp.cur_pos // s, sector, nr_sectors, flags,
             _lw.flags_to_str(flags).encode()))
     size = (nr_sectors * s) & _U64
     if size and not flags & _DISCARD:
@@ -995,7 +916,7 @@ def _replay(rp, run_limit, stop_flags, end_mark, fsck_command, check_mode, check
                 (sector + nr_sectors) & _U64 <= start_sector or sector > end_sector)
             if verbose > 1 or (verbose and not skip):
                 printf(b"%s %d@%d: sector %d, size %d, flags 0x%x(%s)\n" % (
-                    b"skipping" if skip else b"replaying", _c_int(entry - 1),
+                    b"skipping" if skip else b"replaying", _n.c_int(entry - 1),
                     pos // s, sector, size, flags, flags_str(flags).encode()))
             elif json_mode:
                 _print_json(rp, _entry_dict(rp, hdr, hpos, entry - 1, {"skipped": skip}))

@@ -143,9 +143,9 @@ def test_userspace_log_status_parses(libdm, mapper, tmp_path):
     import sys
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sim"))
     from test_mirror_helpers import make_loops, mk
-    from dmctl.sim.targets.dirty_log import userspace as U
+    from logd_helpers import logd_start, logd_stop
     loops = make_loops(mapper, tmp_path)
-    U.logd_start(mapper)
+    logd_start(mapper)
     mk(mapper, "mu", "0 16384 mirror userspace 4 MIRROR-UUID-USERLOG clustered-disk 7:6 1024 "
        "2 7:4 0 7:5 0 1 handle_errors")
     st = mapper.status("mu")[1][0].params
@@ -153,7 +153,7 @@ def test_userspace_log_status_parses(libdm, mapper, tmp_path):
     got = parse(libdm, st)
     assert got["log_type"] == "clustered-disk" and got["insync"] == got["total"] == 16
     assert got["devs"] == [("7:4", "A"), ("7:5", "A")]
-    U.logd_stop(mapper, force=True)
+    logd_stop(mapper, force=True)
     st = mapper.status("mu")[1][0].params
     assert st == "2 7:4 7:5 0/16 1 AA userspace 1 COM_FAILURE"
     got = parse(libdm, st)

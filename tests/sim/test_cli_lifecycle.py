@@ -415,12 +415,47 @@ def test_message_to_core(dmctl, mapper):
 
 # ------------------------------------------------------------------ wait
 
-def test_wait_returns_when_the_event_counter_differs(dmctl, mapper):
+# `python -m dmctl ARGS...` with one addition: once the simulator's wait_event has polled
+# the device and found its event counter unchanged (the wait is blocking), MARKER is
+# created, so that a test can act then instead of sleeping for a while and hoping.
+WAITING = r'''
+import os, runpy, sys
+from dmctl.backend.sim import SimMapper
+marker = sys.argv.pop(1)
+wait_event, status = SimMapper.wait_event, SimMapper.status
+def waiting_wait_event(self, *a, **kw):
+    self._test_waiting = True
+    return wait_event(self, *a, **kw)
+def waiting_status(self, *a, **kw):
+    r = status(self, *a, **kw)
+    if getattr(self, "_test_waiting", False) and not os.path.exists(marker):
+        open(marker, "w").close()
+    return r
+SimMapper.wait_event, SimMapper.status = waiting_wait_event, waiting_status
+runpy.run_module("dmctl", run_name="__main__", alter_sys=True)
+'''
+
+
+def start_waiting(tmp_path, *args):
+    """Popen of ``dmctl ARGS`` (a wait) and, once it blocks, return it."""
+    marker = tmp_path / "waiting"
+    p = subprocess.Popen([sys.executable, "-c", WAITING, str(marker)] + list(args), cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        if p.poll() is not None or time.monotonic() > deadline:
+            p.kill()
+            out, err = p.communicate()
+            pytest.fail("dmctl %s never started waiting: rc %s, %r %r"
+                        % (" ".join(args), p.returncode, out, err))
+        time.sleep(0.01)
+    return p
+
+
+def test_wait_returns_when_the_event_counter_differs(dmctl, mapper, tmp_path):
     ok(dmctl("create", "d", "-u", "D-1", "--table", "0 8 zero"))
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    p = subprocess.Popen([sys.executable, "-m", "dmctl", "wait", "-v", "-u", "D-1"], cwd=ROOT,
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    p = start_waiting(tmp_path, "wait", "-v", "-u", "D-1")
     assert p.poll() is None          # blocks while nothing happens
     ok(dmctl("rename", "d", "d2"))   # a rename is a table event
     out, err = p.communicate(timeout=20)
@@ -430,12 +465,9 @@ def test_wait_returns_when_the_event_counter_differs(dmctl, mapper):
     assert (r.rc, r.err) == (0, "")
 
 
-def test_wait_is_interruptible(dmctl, mapper):
+def test_wait_is_interruptible(dmctl, mapper, tmp_path):
     ok(dmctl("create", "d", "--table", "0 8 zero"))
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    p = subprocess.Popen([sys.executable, "-m", "dmctl", "wait", "d", "0"], cwd=ROOT,
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3.0)                   # well into the wait, even on a loaded machine
+    p = start_waiting(tmp_path, "wait", "d", "0")
     assert p.poll() is None
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=20)

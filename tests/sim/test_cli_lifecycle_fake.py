@@ -165,8 +165,8 @@ def test_message_sector_wraps_like_strtoull():
 
 
 def test_remove_retry_counts(monkeypatch):
-    from dmctl.cli import cmd_lifecycle
-    monkeypatch.setattr(cmd_lifecycle, "DM_RETRY_DELAY", 0)
+    from dmctl.libdm import task
+    monkeypatch.setattr(task, "DM_RETRY_DELAY", 0)
     f = Fake()
     f.fail["remove"] = [errno.EBUSY] * 3
     rc, out, err = run(f, "remove", "--retry", "d")

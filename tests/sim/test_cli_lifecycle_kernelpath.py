@@ -12,7 +12,7 @@ import pytest
 def run(sim_dir, tmp_path, monkeypatch):
     from dmctl.backend.kernel import KernelMapper
     from dmctl.backend.sim import SimMapper
-    from dmctl.backend.simcontrol import SimControl
+    from dmctl.ioctl.simcontrol import SimControl
     from dmctl.cli import main
     from dmctl.cli.ctx import Ctx
     dev = tmp_path / "dev"

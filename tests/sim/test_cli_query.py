@@ -13,19 +13,7 @@ import sys
 
 import pytest
 
-from testlib import GENERIC_QUERIES
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-REF = "/work/shared/reference/golden"
-
-
-def golden(name):
-    for d in (os.path.join(ROOT, "tests", "golden"), REF):
-        p = os.path.join(d, name)
-        if os.path.exists(p):
-            with open(p) as f:
-                return f.read()
-    return None
+from testlib import GENERIC_QUERIES, ROOT, golden, need_golden
 
 
 class Sim:
@@ -101,9 +89,7 @@ GENERIC = GENERIC_QUERIES + [
 
 @pytest.mark.parametrize("name,argv", GENERIC, ids=[g[0] for g in GENERIC])
 def test_generic(generic, name, argv):
-    want = golden(name)
-    if want is None:
-        pytest.skip("no golden %s" % name)
+    want = need_golden(name)
     rc, out, err = generic(*argv)
     assert (rc, out) == (0, want), err
 

@@ -43,9 +43,13 @@ def legacy():
             if check:
                 assert p.returncode == 0, (cmd, p.stderr)
             return p
+        # the userspace-log mirror's server ran inside the old state; now it is a daemon
+        # (its kernel reconnects: CTR and RESUME again, dmctl.sim...dirty_log.userspace)
+        run("logd start")
         try:
             yield run
         finally:
+            run("logd stop --force", check=False)
             shutil.rmtree(DIR, ignore_errors=True)
 
 

@@ -12,6 +12,7 @@ from dmctl.errors import DmError
 from dmctl.formats import mirror_log as F
 from dmctl.sim import io as sio
 from dmctl.sim.targets.dirty_log import userspace as U
+from logd_helpers import logd_start, logd_state, logd_stop
 from test_mirror_helpers import golden, make_loops, mk, status_line
 
 
@@ -22,9 +23,9 @@ def loops(mapper, tmp_path):
 
 @pytest.fixture
 def logd(mapper):
-    assert U.logd_start(mapper)
+    assert logd_start(mapper)
     yield
-    U.logd_stop(mapper, force=True)
+    logd_stop(mapper, force=True)
 
 
 def test_struct_layout_is_the_kernels():
@@ -71,9 +72,9 @@ def test_clustered_disk_log(mapper, loops, logd):
     assert buf[1026:] == bytes(8192 - 1026)
     with open(a, "rb") as fa, open(b, "rb") as fb:
         assert fa.read() == fb.read()
-    assert U.logd_stop(mapper) == 1                  # still in use: refused
+    assert logd_stop(mapper) == 1                  # still in use: refused
     mapper.remove("mu")
-    assert U.logd_state(mapper) == []
+    assert logd_state(mapper) == []
 
 
 def test_request_sequence_of_a_write(mapper, loops, logd, monkeypatch):
@@ -128,7 +129,7 @@ def test_server_errors_and_loss(mapper, loops, logd):
         "device-mapper: ioctl: error adding target to table"]
     mk(mapper, "mu", "0 16384 mirror userspace 3 U2 clustered-core 1024 2 %s 0 %s 0"
        % (loops[4], loops[5]))
-    U.logd_stop(mapper, force=True)
+    logd_stop(mapper, force=True)
     assert status_line(mapper, "mu") == "0 16384 mirror 2 7:4 7:5 0/16 1 AA userspace 1 COM_FAILURE"
 
 
@@ -157,21 +158,28 @@ def test_failed_ctr_destroys_the_server_log(mapper, loops, logd):
     with pytest.raises(DmError) as ei:
         mk(mapper, "mu", "0 16384 mirror userspace 3 U4 clustered-core 1024 1 %s 0" % loops[4])
     assert "Invalid number of mirrors" in ei.value.detail
-    assert U.logd_state(mapper) == []
+    assert logd_state(mapper) == []
 
 
 def test_logd_command(mapper, loops):
     from click.testing import CliRunner
     from dmctl.cli.ext_logd import logd
     r = CliRunner().invoke(logd, ["status"])
-    assert r.output == "logd is not running\n"
-    assert CliRunner().invoke(logd, ["start"]).exit_code == 0
-    assert CliRunner().invoke(logd, ["start"]).output == "logd is already running\n"
+    assert r.output == "logd is not running\n" and r.exit_code == 3
+    r = CliRunner().invoke(logd, ["start"])
+    assert r.exit_code == 0 and r.output.startswith("dmctl logd started (pid ")
+    r = CliRunner().invoke(logd, ["start"])          # a second one: said so, exit 1
+    assert r.exit_code == 1 and "already running" in r.output
     mk(mapper, "mu", "0 16384 mirror userspace 3 U5 clustered-core 1024 2 %s 0 %s 0" % (loops[4], loops[5]))
     r = CliRunner().invoke(logd, ["status"])
-    assert r.output.startswith("U5/") and r.output.endswith(" clustered-core 16/16 RESUMED\n")
+    head, line = r.output.splitlines()[:2], r.output.splitlines()[2:]
+    assert head[0] == "# logd: unix %s" % os.path.join(os.path.abspath(mapper.store.dir),
+                                                       "logd.sock")
+    assert head[1].startswith("# cluster: no corosync, one-node cluster; nodes 1=")
+    assert len(line) == 1 and line[0].startswith("U5/") and \
+        line[0].endswith(" clustered-core 16/16 RESUMED")
     r = CliRunner().invoke(logd, ["stop"])
     assert r.exit_code == 1 and "1 log(s) still in use" in r.output
     mapper.remove("mu")
     assert CliRunner().invoke(logd, ["stop"]).exit_code == 0
-    assert U.logd_state(mapper) is None
+    assert logd_state(mapper) is None

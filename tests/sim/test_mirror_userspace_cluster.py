@@ -1,6 +1,6 @@
 """The userspace dirty log's identity and clustering: a log is its uuid plus the luid
 of one table instance (live and inactive tables of one mirror are two logs), and one
-log server (``DMCTL_LOGD_DIR``) serves several simulated hosts as cmirrord's cluster
+log daemon (``dmctl logd``, one socket: ``DMCTL_LOGD_SOCKET``) serves several simulated hosts as cmirrord's cluster
 does: a region several nodes marked is clean only when all have cleared it; a node
 that leaves cleanly has cleared its marks, one that crashes leaves the cluster with
 its marks kept (its regions stay dirty until it rejoins and writes them, or the next
@@ -18,6 +18,7 @@ from dmctl.cli.ext_logd import logd as logd_cli
 from dmctl.formats import mirror_log as F
 from dmctl.sim import io as sio
 from dmctl.sim.targets.dirty_log import userspace as U
+from logd_helpers import logd_logs, logd_start, logd_state, logd_stop
 from test_mirror_helpers import make_loops, mk, status_line, target
 
 CORE = "userspace 3 %s clustered-core 1024 2 %s 0 %s 0"
@@ -47,7 +48,7 @@ def sent(monkeypatch):
 
 
 def logs(mapper):
-    return sorted((l["uuid"], l["luid"], l["state"]) for l in U.logd_logs(mapper))
+    return sorted((l["uuid"], l["luid"], l["state"]) for l in logd_logs(mapper))
 
 
 def kernel_luid(mapper, name, inactive=False):
@@ -63,7 +64,7 @@ def kernel_luid(mapper, name, inactive=False):
 def test_inactive_table_is_a_second_log_until_resume_or_clear(mapper, loops, sent, sim_dir,
                                                                dmctl):
     a, b, c = loops[4], loops[5], loops[7]
-    U.logd_start(mapper)
+    logd_start(mapper)
     mk(mapper, "mu", "0 16384 mirror " + CORE % ("LVM-PV", a, b))
     l1 = kernel_luid(mapper, "mu")
     assert logs(mapper) == [("LVM-PV", l1, "RESUMED")]
@@ -92,7 +93,7 @@ def test_inactive_table_is_a_second_log_until_resume_or_clear(mapper, loops, sen
     finally:
         other.close()
     p = dmctl("logd", "status")
-    assert p.rc == 0 and sorted(p.out.splitlines()) == sorted([
+    assert p.rc == 0 and sorted(p.out.splitlines()[2:]) == sorted([
         "LVM-PV/%d clustered-core 16/16 RESUMED" % l1,
         "LVM-PV/%d clustered-core 0/16 SUSPENDED" % l2])
 
@@ -126,8 +127,8 @@ def test_inactive_table_is_a_second_log_until_resume_or_clear(mapper, loops, sen
     assert [(t, luid) for t, luid, _ in sent] == [(U.DM_ULOG_DTR, l4)]
     assert logs(mapper) == [("LVM-PV", l2, "RESUMED")]
     mapper.remove("mu")
-    assert U.logd_state(mapper) == []
-    U.logd_stop(mapper)
+    assert logd_state(mapper) == []
+    logd_stop(mapper)
 
 
 # -- 2. several hosts, one server ---------------------------------------------------------
@@ -136,18 +137,18 @@ def test_inactive_table_is_a_second_log_until_resume_or_clear(mapper, loops, sen
 def cluster(mapper, loops, tmp_path, monkeypatch):
     """Host A (the test's sim dir) and host B (another sim dir) on the same backing
     files (registered in the same order, so loopN is 7:N on both) and one server."""
-    monkeypatch.setenv("DMCTL_LOGD_DIR", str(tmp_path / "logd"))
+    monkeypatch.setenv("DMCTL_LOGD_SOCKET", str(tmp_path / "logd" / "logd.sock"))
     host_b = SimMapper(str(tmp_path / "hostB"))
     host_b.run(lambda env: [env.backing_file(p) for p in loops])
-    assert U.logd_start(mapper)
-    assert not U.logd_start(host_b)                   # the same server
+    assert logd_start(mapper)
+    assert not logd_start(host_b)                   # the same server
     yield mapper, host_b
     for m in (mapper, host_b):
         try:
             m.remove("mu")
         except Exception:
             pass
-    U.logd_stop(mapper, force=True)
+    logd_stop(mapper, force=True)
     host_b.close()
 
 
@@ -166,7 +167,7 @@ def _is_clean(m, region):
 
 
 def _server_copy(m):
-    [srv] = [l for l in U.logd_logs(m) if l["server"]]
+    [srv] = [l for l in logd_logs(m) if l["server"]]
     return srv
 
 
@@ -176,10 +177,10 @@ def test_region_is_clean_only_when_every_node_cleared_it(cluster, loops, table, 
     a, b, lg = loops[4], loops[5], loops[6]
     mk(a_host, "mu", "0 16384 mirror " + table % ("LVM-CL", a, b))
     mk(b_host, "mu", "0 16384 mirror " + table % ("LVM-CL", a, b))
-    st = U.logd_logs(a_host)
+    st = logd_logs(a_host)
     assert sorted((l["node"], l["state"], l["this_node"]) for l in st) == [
         (1, "RESUMED", True), (2, "RESUMED", False)]
-    assert sorted((l["node"], l["this_node"]) for l in U.logd_logs(b_host)) == [
+    assert sorted((l["node"], l["this_node"]) for l in logd_logs(b_host)) == [
         (1, False), (2, True)]
     assert {l["uuid"] for l in st} == {"LVM-CL"}
     assert _server_copy(a_host)["node"] == 1
@@ -195,18 +196,18 @@ def test_region_is_clean_only_when_every_node_cleared_it(cluster, loops, table, 
 
     _mark(a_host, 1)                                     # A writes region 1
     _mark(b_host, 1)                                     # B writes region 1
-    for l in U.logd_logs(a_host):                        # every copy agrees
+    for l in logd_logs(a_host):                        # every copy agrees
         assert l["marks"] == [(1, 1), (2, 1)] and 1 not in l["clean"]
     if table is DISK:
         assert disk_clean() == set(range(16)) - {1}
     _mark(a_host, 1, clear=True)                         # A's write completes
-    for l in U.logd_logs(a_host):
+    for l in logd_logs(a_host):
         assert l["marks"] == [(2, 1)] and 1 not in l["clean"]
     assert _is_clean(a_host, 1) == 0 and _is_clean(b_host, 1) == 0
     if table is DISK:
         assert disk_clean() == set(range(16)) - {1}
     _mark(b_host, 1, clear=True)                         # B's completes: clean
-    for l in U.logd_logs(b_host):
+    for l in logd_logs(b_host):
         assert l["marks"] == [] and l["clean"] == set(range(16))
     assert _is_clean(a_host, 1) == 1 and _is_clean(b_host, 1) == 1
     if table is DISK:
@@ -224,9 +225,9 @@ def test_region_is_clean_only_when_every_node_cleared_it(cluster, loops, table, 
 
     # a host that leaves: its log goes, the other node's stays (and becomes server)
     b_host.remove("mu")
-    assert [(l["node"], l["server"]) for l in U.logd_logs(a_host)] == [(1, True)]
+    assert [(l["node"], l["server"]) for l in logd_logs(a_host)] == [(1, True)]
     a_host.remove("mu")
-    assert U.logd_logs(b_host) == []
+    assert logd_logs(b_host) == []
 
 
 def test_a_node_that_suspends_leaves_the_cluster(cluster, loops):
@@ -235,39 +236,45 @@ def test_a_node_that_suspends_leaves_the_cluster(cluster, loops):
         mk(m, "mu", "0 16384 mirror " + CORE % ("LVM-CL", loops[4], loops[5]))
     _mark(b_host, 3)
     a_host.suspend("mu")
-    by_node = {l["node"]: l for l in U.logd_logs(a_host)}
+    by_node = {l["node"]: l for l in logd_logs(a_host)}
     assert by_node[1]["state"] == "SUSPENDED" and by_node[2]["server"]
     _mark(b_host, 4)                  # no longer applied to A's copy
     assert by_node[1]["marks"] == [(2, 3)]
-    assert {l["node"]: l["marks"] for l in U.logd_logs(a_host)} == {
+    assert {l["node"]: l["marks"] for l in logd_logs(a_host)} == {
         1: [(2, 3)], 2: [(2, 3), (2, 4)]}
     a_host.resume("mu")               # rejoins: B's checkpoint
-    assert {l["node"]: (l["marks"], l["clean"]) for l in U.logd_logs(a_host)}[1] == \
+    assert {l["node"]: (l["marks"], l["clean"]) for l in logd_logs(a_host)}[1] == \
         ([(2, 3), (2, 4)], set(range(16)) - {3, 4})
     _mark(b_host, 3, clear=True)
     _mark(b_host, 4, clear=True)
-    assert all(l["clean"] == set(range(16)) for l in U.logd_logs(a_host))
+    assert all(l["clean"] == set(range(16)) for l in logd_logs(a_host))
 
 
-def test_logd_commands_with_a_shared_dir(cluster, loops, monkeypatch, tmp_path, sim_dir, dmctl):
+def test_logd_commands_with_a_shared_socket(cluster, loops, monkeypatch, tmp_path, sim_dir,
+                                            dmctl):
     a_host, b_host = cluster
     for m in (a_host, b_host):
         mk(m, "mu", "0 16384 mirror " + CORE % ("LVM-CL", loops[4], loops[5]))
     la, lb = kernel_luid(a_host, "mu"), kernel_luid(b_host, "mu")
-    assert os.path.exists(tmp_path / "logd" / U.LOGD_DB)
-    assert a_host.store.get_meta(U.META_KEY) is None        # not in the sim's store
+    sock = tmp_path / "logd" / "logd.sock"
+    assert sock.is_socket() and (sock.stat().st_mode & 0o777) == 0o600
+    assert not os.path.exists(sim_dir / "logd.sock")          # not in the sim dir
     r = CliRunner().invoke(logd_cli, ["start"])
-    assert r.output == "logd is already running\n"
+    assert r.exit_code == 1 and "already running" in r.output
     r = CliRunner().invoke(logd_cli, ["status"])
-    assert sorted(r.output.splitlines()) == sorted([
+    assert r.output.splitlines()[1] == (
+        "# cluster: no corosync, one-node cluster; nodes 1=%s 2=%s; this node 1"
+        % (os.path.realpath(sim_dir), os.path.realpath(tmp_path / "hostB")))
+    assert sorted(r.output.splitlines()[2:]) == sorted([
         "LVM-CL/%d clustered-core 16/16 RESUMED" % la,
         "LVM-CL/%d clustered-core 16/16 RESUMED" % lb])
     _mark(b_host, 2)
     # host B's view through a real dmctl process
-    env = {"DMCTL_SIM_DIR": str(tmp_path / "hostB"), "DMCTL_LOGD_DIR": str(tmp_path / "logd")}
+    env = {"DMCTL_SIM_DIR": str(tmp_path / "hostB"), "DMCTL_LOGD_SOCKET": str(sock)}
     p = dmctl("logd", "status", "-v", env=env)
     assert p.rc == 0, p
-    assert sorted(p.out.splitlines()) == sorted([
+    assert p.out.splitlines()[1].endswith("; this node 2")
+    assert sorted(p.out.splitlines()[2:]) == sorted([
         "LVM-CL/%d clustered-core 16/16 RESUMED node 1 (server) marks 2:2 dirty 2" % la,
         "LVM-CL/%d clustered-core 16/16 RESUMED node 2 marks 2:2 dirty 2" % lb])
     p = dmctl("logd", "stop", env=env)
@@ -277,13 +284,14 @@ def test_logd_commands_with_a_shared_dir(cluster, loops, monkeypatch, tmp_path, 
     b_host.remove("mu")
     assert dmctl("logd", "stop", env=env).rc == 0
     assert CliRunner().invoke(logd_cli, ["status"]).output == "logd is not running\n"
-    # without DMCTL_LOGD_DIR host A has its own server again (none running)
-    monkeypatch.delenv("DMCTL_LOGD_DIR")
-    assert U.logd_state(a_host) is None
+    assert not sock.exists()
+    # without DMCTL_LOGD_SOCKET host A has its own daemon (none running)
+    monkeypatch.delenv("DMCTL_LOGD_SOCKET")
+    assert logd_state(a_host) is None
     assert CliRunner().invoke(logd_cli, ["start"]).exit_code == 0
-    assert a_host.store.get_meta(U.META_KEY) is not None
-    assert U.logd_state(b_host) is None
-    U.logd_stop(a_host)
+    assert os.path.exists(sim_dir / "logd.sock")
+    assert logd_state(b_host) is None
+    logd_stop(a_host)
 
 
 def test_hosts_writing_at_once_through_one_server(cluster, loops, tmp_path):
@@ -311,7 +319,7 @@ def test_hosts_writing_at_once_through_one_server(cluster, loops, tmp_path):
         assert p.returncode == 0, err
     a_host.__init__(dirs[0])
     b_host.__init__(dirs[1])
-    st = U.logd_logs(a_host)
+    st = logd_logs(a_host)
     assert len(st) == 2
     for l in st:
         assert l["marks"] == [] and l["clean"] == set(range(16)) and l["sync_count"] == 16
@@ -323,49 +331,25 @@ def test_hosts_writing_at_once_through_one_server(cluster, loops, tmp_path):
         assert fa.read() == fb.read()
 
 
-def test_a_server_saved_before_nodes_existed_still_serves(mapper, loops):
-    """State written by the single-node server (logs keyed by (uuid, luid), no node):
-    loaded as node 1's logs."""
-    import pickle
-    U.logd_start(mapper)
-    mk(mapper, "mu", "0 16384 mirror " + CORE % ("LVM-OLD", loops[4], loops[5]))
-
-    def downgrade(env):
-        srv = pickle.loads(env.store.get_meta(U.META_KEY))
-        del srv.nodes
-        logs = {}
-        for (n, uuid, luid), lc in srv.logs.items():
-            del lc.node
-            logs[(uuid, luid)] = lc
-        srv.logs = logs
-        env.store.set_meta(U.META_KEY, pickle.dumps(srv, protocol=4))
-    mapper.run(downgrade)
-    sio.write(mapper, "mu", 0, bytes(4096))
-    [l] = U.logd_logs(mapper)
-    assert (l["node"], l["uuid"], l["clean"], l["marks"]) == (1, "LVM-OLD", set(range(16)), [])
-    mapper.remove("mu")
-    assert U.logd_stop(mapper) == 0
-
-
 # -- 3. three hosts, one server: marks, leaving, crashing, recovery ----------------------------
 
 @pytest.fixture
 def cluster3(mapper, loops, tmp_path, monkeypatch):
     """Hosts A (the test's sim dir), B and C on the same backing files and one server."""
-    monkeypatch.setenv("DMCTL_LOGD_DIR", str(tmp_path / "logd"))
+    monkeypatch.setenv("DMCTL_LOGD_SOCKET", str(tmp_path / "logd" / "logd.sock"))
     hosts = [mapper]
     for name in ("hostB", "hostC"):
         h = SimMapper(str(tmp_path / name))
         h.run(lambda env: [env.backing_file(p) for p in loops])
         hosts.append(h)
-    assert U.logd_start(mapper)
+    assert logd_start(mapper)
     yield hosts
     for m in hosts:
         try:
             m.remove("mu")
         except Exception:
             pass
-    U.logd_stop(mapper, force=True)
+    logd_stop(mapper, force=True)
     for h in hosts[1:]:
         h.close()
 
@@ -376,7 +360,7 @@ def _join_all(hosts, table, loops):
 
 
 def _copies(m):
-    return {l["node"]: l for l in U.logd_logs(m)}
+    return {l["node"]: l for l in logd_logs(m)}
 
 
 def _disk_clean(path, n=16):
@@ -388,25 +372,25 @@ def _disk_clean(path, n=16):
 def test_three_hosts_region_is_clean_only_when_all_are_done(cluster3, loops, table):
     a_host, b_host, c_host = cluster3
     _join_all(cluster3, table, loops)
-    assert sorted((l["node"], l["server"]) for l in U.logd_logs(c_host)) == [
+    assert sorted((l["node"], l["server"]) for l in logd_logs(c_host)) == [
         (1, True), (2, False), (3, False)]
     for m in cluster3:
         _mark(m, 5)
-    for l in U.logd_logs(a_host):
+    for l in logd_logs(a_host):
         assert l["marks"] == [(1, 5), (2, 5), (3, 5)] and 5 not in l["clean"]
     # any two finishing is not enough, whatever the order
     _mark(c_host, 5, clear=True)
     _mark(a_host, 5, clear=True)
     for m in cluster3:
         assert _is_clean(m, 5) == 0
-    for l in U.logd_logs(a_host):
+    for l in logd_logs(a_host):
         assert l["marks"] == [(2, 5)]
     if table is DISK:
         assert 5 not in _disk_clean(loops[6])
     _mark(b_host, 5, clear=True)
     for m in cluster3:
         assert _is_clean(m, 5) == 1
-    assert all(l["marks"] == [] and l["clean"] == set(range(16)) for l in U.logd_logs(b_host))
+    assert all(l["marks"] == [] and l["clean"] == set(range(16)) for l in logd_logs(b_host))
     if table is DISK:
         assert _disk_clean(loops[6]) == set(range(16))
 
@@ -419,7 +403,7 @@ def test_three_hosts_region_is_clean_only_when_all_are_done(cluster3, loops, tab
         assert sio.read(m, "mu", 7 * 1024 + 64 * j, 8) == data[j]
     with open(loops[4], "rb") as fa, open(loops[5], "rb") as fb:
         assert fa.read() == fb.read()
-    assert all(l["marks"] == [] and l["clean"] == set(range(16)) for l in U.logd_logs(a_host))
+    assert all(l["marks"] == [] and l["clean"] == set(range(16)) for l in logd_logs(a_host))
 
 
 def test_a_host_that_removes_its_mirror_leaves_no_marks(cluster3, loops):
@@ -431,7 +415,7 @@ def test_a_host_that_removes_its_mirror_leaves_no_marks(cluster3, loops):
     sio.write(c_host, "mu", 2 * 1024, os.urandom(4096))      # marked and cleared
     c_host.remove("mu")
     assert sorted(_copies(a_host)) == [1, 2]
-    assert all(l["marks"] == [(1, 2)] for l in U.logd_logs(a_host))
+    assert all(l["marks"] == [(1, 2)] for l in logd_logs(a_host))
     _mark(a_host, 2, clear=True)
     assert _is_clean(b_host, 2) == 1
 
@@ -488,7 +472,7 @@ def test_regions_of_a_crashed_host_are_resynced_at_the_next_activation(cluster3,
     sio.crash(c_host)
     a_host.remove("mu")
     b_host.remove("mu")
-    assert U.logd_logs(a_host) == []
+    assert logd_logs(a_host) == []
     assert 12 not in _disk_clean(loops[6])
     mk(a_host, "mu", "0 16384 mirror " + DISK % ("LVM-C3", loops[4], loops[5]))
     sio.settle(a_host)

@@ -34,12 +34,13 @@ def test_there_are_tables_for_every_target():
 
 
 @pytest.mark.parametrize("path", TABLES, ids=[os.path.basename(t) for t in TABLES])
-def test_table_loads_in_the_simulator(path, mapper, backing):
+def test_table_loads_in_the_simulator(path, mapper, backing, request):
     text = open(path).read()
     if "userspace" in text:
         # as on a real kernel, a userspace dirty log needs its server running
-        from dmctl.sim.targets.dirty_log.userspace import logd_start
+        from logd_helpers import logd_start, logd_stop
         logd_start(mapper)
+        request.addfinalizer(lambda: logd_stop(mapper, force=True))
     for ph, size in SIZES.items():
         if ph in text:
             text = text.replace(ph, backing(ph.strip("@").lower(), size))

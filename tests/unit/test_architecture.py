@@ -19,8 +19,9 @@ PKG = os.path.join(ROOT, "dmctl")
 BOTTOM = {"dmctl", "dmctl.constants", "dmctl.records", "dmctl.errors", "dmctl.numbers",
           "dmctl.getopt"}
 ALLOWED = {
-    "cli": {"cli", "tools", "libdm", "backend", "sim", "ioctl", "formats", "pdata"},
+    "cli": {"cli", "tools", "libdm", "backend", "sim", "ioctl", "formats", "pdata", "logd"},
     "tools": {"tools", "formats", "pdata"},
+    "logd": {"logd", "formats", "pdata"},       # the daemon: sim talks to it over a socket
     "libdm": {"libdm", "backend"},
     "backend": {"backend", "sim", "ioctl"},
     "sim": {"sim", "formats", "pdata"},

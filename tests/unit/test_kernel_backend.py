@@ -17,7 +17,7 @@ import pytest
 from dmctl.backend import base
 from dmctl.backend.base import DevId, DeviceEntry, DeviceInfo, TargetLine, TargetVersion
 from dmctl.backend.kernel import KernelMapper
-from dmctl.backend.simcontrol import SimControl
+from dmctl.ioctl.simcontrol import SimControl
 from dmctl.errors import DmError
 from dmctl.ioctl import abi, codec
 

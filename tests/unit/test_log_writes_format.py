@@ -1,20 +1,16 @@
 """dm-log-writes on-disk format: packing, parsing, the kernel's layout rules.
 
 Logs are built byte by byte from the kernel's struct layouts (drivers/md/dm-log-writes.c)
-and checked against a real kernel-written log (shared/reference/golden).
+and checked against a real kernel-written log (tests/golden/lw-log-*).
 """
 
-import os
 import re
 import struct
 
 import pytest
 
 from dmctl.formats import log_writes as lw
-
-GOLDEN = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "reference", "golden")
-if not os.path.isdir(GOLDEN):
-    GOLDEN = "/work/shared/reference/golden"
+from testlib import need_golden
 
 
 def hexdump_to_bytes(text):
@@ -43,11 +39,7 @@ def hexdump_to_bytes(text):
 
 @pytest.fixture(scope="module")
 def golden_log():
-    path = os.path.join(GOLDEN, "lw-log-hexdump-first-64k.txt")
-    if not os.path.exists(path):
-        pytest.skip("golden captures not available")
-    with open(path) as f:
-        return hexdump_to_bytes(f.read())
+    return hexdump_to_bytes(need_golden("lw-log-hexdump-first-64k.txt"))
 
 
 # --- byte layout -------------------------------------------------------------------
@@ -230,10 +222,7 @@ def test_reader_beyond_a_lagging_super():
 
 def test_golden_hexdump_matches_raw_capture(golden_log):
     assert len(golden_log) == 65536
-    raw = os.path.join(GOLDEN, "lw-log-first-64k.bin")
-    if os.path.exists(raw):
-        with open(raw, "rb") as f:
-            assert f.read() == golden_log
+    assert need_golden("lw-log-first-64k.bin", binary=True) == golden_log
 
 
 def test_golden_kernel_log_entries(golden_log):

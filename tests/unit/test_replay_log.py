@@ -15,6 +15,7 @@ import pytest
 
 from dmctl.formats import log_writes as lw
 from dmctl.tools import replay_log
+from testlib import golden_path
 
 S = 512
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -337,11 +338,7 @@ def test_random_log_replays_like_a_model(tmp_path, sectorsize):
 
 
 def test_golden_kernel_log_replays(tmp_path):
-    path = "/work/shared/reference/golden/lw-log-first-64k.bin"
-    alt = os.path.join(REPO, "..", "shared", "reference", "golden", "lw-log-first-64k.bin")
-    path = alt if os.path.exists(alt) else path
-    if not os.path.exists(path):
-        pytest.skip("golden captures not available")
+    path = golden_path("lw-log-first-64k.bin")
     img = image(tmp_path, fill=b"\xee", size=128 * S)
     assert run(["--log", path]) == (0, "Log version=1, sectorsize=512, entries=9\n", "")
     assert run(["--log", path, "--find", "--end-mark", "mymark"]) == (0, "2@12\n", "")

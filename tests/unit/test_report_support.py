@@ -2,30 +2,11 @@
 (DEVICES-generic.txt: loop7 is 7:7), for the query/report tests."""
 
 import errno
-import os
 
 from dmctl.backend import base
 from dmctl.backend.base import DeviceEntry, DeviceInfo, Mapper, TargetLine, TargetVersion
 from dmctl.errors import DmError
-
-_REF = "/work/shared/reference/golden"
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def golden_path(name):
-    for d in (os.path.join(_ROOT, "tests", "golden"), _REF):
-        p = os.path.join(d, name)
-        if os.path.exists(p):
-            return p
-    return None
-
-
-def golden(name, binary=False):
-    p = golden_path(name)
-    if p is None:
-        return None
-    with open(p, "rb" if binary else "r") as f:
-        return f.read()
+from testlib import need_golden as golden  # noqa: F401  (tests/golden; missing: fails)
 
 
 LIVE = base.DM_ACTIVE_PRESENT_FLAG
@@ -74,6 +55,9 @@ def mirror_devices():
 
 class FakeMapper(Mapper):
     kind = "sim"
+    simulated = True            # what SimMapper says of itself
+    emits_uevents = False
+    has_device_nodes = False
 
     def __init__(self, devices=None, targets=None):
         self.devs = {d.name: d for d in (devices if devices is not None else generic_devices())}

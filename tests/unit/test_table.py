@@ -4,45 +4,12 @@ import pytest
 
 from dmctl.backend.base import TargetLine
 from dmctl.libdm.table import (
-    ULLONG_MAX, TableError, c_atoi, format_concise, format_concise_device, format_table,
-    ioctl_params, parse_concise, parse_line, parse_table, quote_concise, scan_ull,
-    strtoull_strict, to_ioctl)
+    TableError, format_concise, format_concise_device, format_table, ioctl_params,
+    parse_concise, parse_line, parse_table, quote_concise, to_ioctl)
+from dmctl.numbers import ULLONG_MAX
 
-
-# ------------------------------------------------------------------ C number parsing
-
-@pytest.mark.parametrize("s,value,end", [
-    ("0", 0, 1), ("100 x", 100, 3), ("  7", 7, 3), ("+5", 5, 2), ("00012", 12, 5),
-    ("-1", ULLONG_MAX, 2), ("-0", 0, 2), ("-5", (1 << 64) - 5, 2),
-    ("99999999999999999999999", ULLONG_MAX, 23),
-    ("-99999999999999999999999", ULLONG_MAX, 24),
-    ("0x10", 0, 1), ("1.5", 1, 1), ("\t\f3", 3, 3),
-])
-def test_scan_ull_is_glibc_llu(s, value, end):
-    # values checked against glibc sscanf("%llu") through ctypes
-    assert scan_ull(s) == (value, end)
-
-
-@pytest.mark.parametrize("s", ["", "x", "-", "+", " ", "- 2"])
-def test_scan_ull_needs_a_digit(s):
-    assert scan_ull(s) == (None, 0)
-
-
-@pytest.mark.parametrize("s,value", [
-    ("0", 0), ("12", 12), (" 5", 5), ("+3", 3), ("-1", ULLONG_MAX),
-    ("18446744073709551615", ULLONG_MAX),
-    ("18446744073709551616", None), ("", None), ("5 ", None), ("x", None), ("1x", None),
-])
-def test_strtoull_strict(s, value):
-    assert strtoull_strict(s) == value
-
-
-@pytest.mark.parametrize("s,value", [
-    ("12", 12), ("-3", -3), ("  +4x", 4), ("junk", 0), ("", 0),
-    ("4294967296", 0), ("2147483648", -2147483648), ("99999999999999999999", -1),
-])
-def test_c_atoi(s, value):
-    assert c_atoi(s) == value
+# The C number parsing the table parser uses (glibc's sscanf "%llu", strtoull, atoi) is
+# tested in test_numbers.py.
 
 
 # ------------------------------------------------------------------ table lines

@@ -23,6 +23,8 @@ ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
 
 class FakeKernel:
     kind = "kernel"
+    emits_uevents = True        # the Mapper interface's answers of the kernel backend
+    has_device_nodes = True
 
     def __init__(self, devices=()):
         self.devices = {d.name: d for d in devices}
@@ -42,6 +44,8 @@ class FakeKernel:
 
 class FakeSim(FakeKernel):
     kind = "sim"
+    emits_uevents = False
+    has_device_nodes = False
 
 
 @pytest.fixture
@@ -54,6 +58,8 @@ def env(monkeypatch, tmp_path):
 
 def make_ctx(*switches, dev_dir="/dev/", mapper=None, command="resume", verbose=0,
              **values):
+    """The udev policy (dmctl.libdm.udev.UdevPolicy) the CLI builds for a dmsetup
+    command line with these switches, printing through a Ctx as dmsetup does."""
     from dmctl.cli.ctx import Ctx
     ctx = Ctx("dmsetup")
     for s in switches:
@@ -65,7 +71,7 @@ def make_ctx(*switches, dev_dir="/dev/", mapper=None, command="resume", verbose=
     ctx.dev_dir = dev_dir
     ctx.command = command
     ctx._mapper = mapper if mapper is not None else FakeKernel()
-    return ctx
+    return ctx.udev_policy()
 
 
 def udev_up(env, monkeypatch):
@@ -272,16 +278,23 @@ def test_remove_trusting_udev_stacks_no_node_op(env, monkeypatch, capsys):
     # libdm's _dm_task_node_ops stacks NODE_DEL only when it does not rely on udev:
     # dmsetup -vvv remove with udev running (VM tier, tests/vm/guest/test_udev.py)
     # prints no "Stacking NODE_DEL [trust_udev]" / "Skipping NODE_DEL" lines.
-    from dmctl.libdm import cookies
+    from dmctl.libdm import nodes
     udev_up(env, monkeypatch)
     ctx = make_ctx(verbose=3, command="remove")
-    c = cookies.sync_begin(ctx, 0x20)
-    ck.complete(c)
-    cookies.sync_done(ctx, c, DeviceInfo(flags=UEVENT))
-    cookies.remove_node(ctx, "udevtest", c)
-    assert ctx._dmctl_udev_tx.node_ops == []
-    assert cookies.sync_wait(ctx, c)
-    assert "NODE_DEL" not in capsys.readouterr().out
+    c = nodes.sync_begin(ctx, 0x20)
+    # c is the event_nr (udev flags << 16 | base), the DM_COOKIE udev's rule passes to
+    # `dmsetup udevcomplete`, which completes the semaphore keyed by the cookie
+    assert ck.complete(ck.cookie_key(c))
+    nodes.sync_done(ctx, c, DeviceInfo(flags=UEVENT))
+    nodes.remove_node(ctx, "udevtest", c)
+    tx = ctx.tx
+    assert tx.node_ops == []
+    start = time.monotonic()
+    assert nodes.sync_wait(ctx, c)
+    assert not tx.wait_result.timed_out and tx.wait_result.pending == 0
+    assert time.monotonic() - start < 5
+    out, err = capsys.readouterr()
+    assert "NODE_DEL" not in out and err == ""
     tx = udev.UdevTransaction(make_ctx(command="remove"))
     t = tx.begin("remove", name="udevtest")
     ck.complete(tx.cookie)
@@ -289,12 +302,16 @@ def test_remove_trusting_udev_stacks_no_node_op(env, monkeypatch, capsys):
     assert tx.node_ops == [] and tx.finish()
     # without trust (--verifyudev) the NODE_DEL is stacked and processed
     ctx = make_ctx("verifyudev", verbose=3, command="remove")
-    c = cookies.sync_begin(ctx, 0)
-    ck.complete(c)
-    cookies.sync_done(ctx, c, DeviceInfo(flags=UEVENT))
-    cookies.remove_node(ctx, "udevtest", c)
-    assert [o.kind for o in ctx._dmctl_udev_tx.node_ops] == ["del"]
-    assert cookies.sync_wait(ctx, c)
+    c = nodes.sync_begin(ctx, 0)
+    assert ck.complete(ck.cookie_key(c))
+    nodes.sync_done(ctx, c, DeviceInfo(flags=UEVENT))
+    nodes.remove_node(ctx, "udevtest", c)
+    tx = ctx.tx
+    assert [o.kind for o in tx.node_ops] == ["del"]
+    start = time.monotonic()
+    assert nodes.sync_wait(ctx, c)
+    assert not tx.wait_result.timed_out and tx.wait_result.pending == 0
+    assert time.monotonic() - start < 5
     out = capsys.readouterr().out
     assert "udevtest: Stacking NODE_DEL [verify_udev]" in out
     assert "udevtest: Processing NODE_DEL [verify_udev]" in out
@@ -476,49 +493,49 @@ def test_pyudev_lookup_of_absent_device_is_none():
 # ------------------------------------------------------------------ the nodes.py seam
 
 def test_seam_functions_with_udev_running(env, monkeypatch):
-    from dmctl.libdm import cookies
+    from dmctl.libdm import nodes
     udev_up(env, monkeypatch)
     ctx = make_ctx(udevtimeout="5")
-    c1 = cookies.sync_begin(ctx, 0x20)
+    c1 = nodes.sync_begin(ctx, 0x20)
     assert c1 >> 16 == 0x60 and c1 & 0xFFFF
-    tx = ctx._dmctl_udev_tx
+    tx = ctx.tx
     assert ck.getval(tx.semid) == 2
-    cookies.sync_done(ctx, c1, DeviceInfo(flags=0))          # no uevent: completes
+    nodes.sync_done(ctx, c1, DeviceInfo(flags=0))          # no uevent: completes
     assert ck.getval(tx.semid) == 1
-    c2 = cookies.sync_begin(ctx, 0x20)
+    c2 = nodes.sync_begin(ctx, 0x20)
     assert c2 == c1 and ck.getval(tx.semid) == 2
-    cookies.sync_complete(ctx, c2)                           # failed ioctl
+    nodes.sync_complete(ctx, c2)                           # failed ioctl
     assert ck.getval(tx.semid) == 1
     start = time.monotonic()
-    assert cookies.sync_wait(ctx, c2)
+    assert nodes.sync_wait(ctx, c2)
     assert time.monotonic() - start < 1
-    assert getattr(ctx, "_dmctl_udev_tx") is None
+    assert ctx.tx is None
 
 
 @ROOT_ONLY
 def test_seam_node_ops_follow_cookie_flags(env, monkeypatch):
-    from dmctl.libdm import cookies
+    from dmctl.libdm import nodes
     ddir = env / "dev"
     ctx = make_ctx("verifyudev", dev_dir=str(ddir) + "/")
-    c = cookies.sync_begin(ctx, 0)
+    c = nodes.sync_begin(ctx, 0)
     assert c == 0x40 << 16                                   # no udev: flags only
-    cookies.add_node(ctx, "s1", 254, 11, None, None, None, c)
+    nodes.add_node(ctx, "s1", 254, 11, None, None, None, c)
     assert not os.path.lexists(node(ddir, "s1"))             # queued until the wait
-    cookies.sync_wait(ctx, c)
+    nodes.sync_wait(ctx, c)
     assert_blk(node(ddir, "s1"), 254, 11)
-    c = cookies.sync_begin(ctx, 0)
-    cookies.rename_node(ctx, "s1", "s2", c)
-    cookies.sync_wait(ctx, c)
+    c = nodes.sync_begin(ctx, 0)
+    nodes.rename_node(ctx, "s1", "s2", c)
+    nodes.sync_wait(ctx, c)
     assert_blk(node(ddir, "s2"), 254, 11)
     # DISABLE_LIBRARY_FALLBACK in the cookie: libdm trusts udev, no node
-    c = cookies.sync_begin(ctx, 0x20)
-    cookies.remove_node(ctx, "s2", c)
-    cookies.sync_wait(ctx, c)
+    c = nodes.sync_begin(ctx, 0x20)
+    nodes.remove_node(ctx, "s2", c)
+    nodes.sync_wait(ctx, c)
     assert_blk(node(ddir, "s2"), 254, 11)
-    c = cookies.sync_begin(ctx, 0)
-    cookies.remove_node(ctx, "s2", c)
-    cookies.sync_wait(ctx, c)
+    c = nodes.sync_begin(ctx, 0)
+    nodes.remove_node(ctx, "s2", c)
+    nodes.sync_wait(ctx, c)
     assert not os.path.lexists(node(ddir, "s2"))
     # --addnodeoncreate path without a cookie value: runs at once
-    cookies.add_node(ctx, "s3", 254, 12)
+    nodes.add_node(ctx, "s3", 254, 12)
     assert_blk(node(ddir, "s3"), 254, 12)

@@ -1,22 +1,22 @@
-"""linear, zero and error: status lines are empty; linear's table is ``dev offset``."""
+"""linear, zero and error: their INFO status is empty."""
 
-from dmctl.libdm.status import StatusParseError, devno, to_int, words
-
-
-def parse_status(target_type, params):
-    if params.strip():
-        raise StatusParseError("%s: status has no fields, got %r" % (target_type, params))
-    return {}
+from dmctl.libdm.fields import NoFields
+from dmctl.libdm.status.base import TargetStatus
 
 
-def parse_table(target_type, params):
-    ws = words(params)
-    if target_type != "linear":
-        if ws:
-            raise StatusParseError("%s: table has no fields, got %r" % (target_type, params))
-        return {}
-    if len(ws) != 2:
-        raise StatusParseError("linear: expected <device> <offset>, got %r" % params)
-    d = devno(ws[0], "linear device")
-    d["offset"] = to_int(ws[1], "linear offset")
-    return d
+class LinearStatus(NoFields, TargetStatus):
+    """``linear``'s status: no fields."""
+    __slots__ = ()
+    target_type = "linear"
+
+
+class ZeroStatus(NoFields, TargetStatus):
+    """``zero``'s status: no fields."""
+    __slots__ = ()
+    target_type = "zero"
+
+
+class ErrorStatus(NoFields, TargetStatus):
+    """The ``error`` target's status: no fields."""
+    __slots__ = ()
+    target_type = "error"

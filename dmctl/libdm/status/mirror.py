@@ -1,106 +1,154 @@
 """mirror (dm-raid1) with core, disk and userspace dirty logs.
 
-INFO: ``<n> <dev>... <in sync>/<regions> 1 <health chars> <log argc> <log args>``
-(a leading ``userspace`` word, as in ``userspace 1 COM_FAILURE``, is skipped the
-way libdevmapper's dm_get_status_mirror does).
-TABLE: ``<log type> <log argc> <log args> <n> (<dev> <offset>)... [<f> features]``.
+INFO: ``<n> <dev>... <in sync>/<regions> 1 <health chars> <log status>``, the log's
+status being ``<argc> <args...>`` (``1 core``, ``3 disk <dev> <A|D|F>``, a userspace
+server's own text such as ``3 clustered-disk <dev> A``), or ``userspace 1 COM_FAILURE``
+when the userspace log server cannot be reached (reference/targets.md §4.3, §5).
 """
 
-from dmctl.libdm.status import StatusParseError, devno, need, to_int, words
+from __future__ import annotations
+
+from dmctl.libdm.fields import (ParseError, Record, devno_dict, need, to_int, to_uint,
+                                words)
+from dmctl.libdm.status.base import DeviceHealth, TargetStatus
 
 HEALTH = {"A": "alive", "F": "flush_error", "D": "write_error", "S": "sync_error",
           "R": "read_error", "U": "unknown_error"}
 
 
-def _log_status(ws):
-    """``<argc> <type> [<dev> <health>]`` of the dirty log's INFO status."""
-    need(ws, 1, "mirror log status")
-    argc = to_int(ws[0], "mirror log argc")
-    args = ws[1:1 + argc]
-    if len(args) != argc:
-        raise StatusParseError("mirror log status: %d args announced, %d present"
-                               % (argc, len(args)))
-    log = {"type": args[0] if args else None, "args": args}
-    if len(args) >= 3 and args[0] in ("disk", "clustered-disk"):
-        log["device"] = devno(args[1], "mirror log device")
-        log["health"] = args[2]
-        log["health_name"] = HEALTH.get(args[2], "unknown")
-    elif len(args) == 2 and args[0] == "COM_FAILURE":
-        log["type"] = "userspace"
-    return log, ws[1 + argc:]
+class MirrorLegStatus(DeviceHealth):
+    """One leg's device and health character: ``A`` alive, ``F`` flush, ``D`` write,
+    ``S`` sync (resync), ``R`` read failure, ``U`` unknown."""
+
+    __slots__ = ()
+
+    @property
+    def health_name(self) -> str:
+        """``alive``, ``flush_error``, ``write_error``, ``sync_error``, ``read_error``..."""
+        return HEALTH.get(self.health, "unknown")
+
+    def as_dict(self) -> dict:
+        d = DeviceHealth.as_dict(self)
+        d["health_name"] = self.health_name
+        return d
 
 
-def parse_status(target_type, params):
-    ws = words(params)
-    if ws and ws[0] == "userspace":
-        ws = ws[1:]
-    need(ws, 1, "mirror status")
-    n = to_int(ws[0], "mirror leg count")
-    need(ws, n + 4, "mirror status")
-    legs = [devno(w, "mirror leg") for w in ws[1:1 + n]]
-    sync, sep, regions = ws[1 + n].partition("/")
-    if not sep:
-        raise StatusParseError("mirror status: expected <in sync>/<regions>, got %r"
-                               % ws[1 + n])
-    nhealth = to_int(ws[2 + n], "mirror health word count")
-    health = ws[3 + n] if nhealth >= 1 else ""
-    if len(health) != n:
-        raise StatusParseError("mirror status: %d health chars for %d legs" % (len(health), n))
-    for leg, ch in zip(legs, health):
-        leg["health"] = ch
-        leg["health_name"] = HEALTH.get(ch, "unknown")
-    rest = ws[3 + n + (1 if nhealth >= 1 else 0) + max(nhealth - 1, 0):]
-    log, rest = _log_status(rest)
-    if rest:
-        raise StatusParseError("mirror status: trailing words %r" % rest)
-    sync_i = to_int(sync, "mirror in-sync regions")
-    reg_i = to_int(regions, "mirror regions")
-    return {
-        "nr_mirrors": n,
-        "legs": legs,
-        "in_sync_regions": sync_i,
-        "total_regions": reg_i,
-        "in_sync": sync_i == reg_i,
-        "log": log,
-    }
+class MirrorLogStatus(Record):
+    """The dirty log's part of mirror's status: ``args`` as printed after the count
+    (``["core"]``, ``["disk", "7:6", "A"]``, ``["clustered-disk", "7:6", "A"]``).
+    ``com_failure``: the kernel printed ``userspace 1 COM_FAILURE`` (no log server)."""
+
+    __slots__ = ("args", "com_failure")
+
+    def __init__(self, args: list, com_failure: bool = False):
+        self.args = list(args)
+        self.com_failure = com_failure
+
+    @property
+    def log_type(self) -> str | None:
+        """``core``, ``disk``, ``clustered-core``, ``clustered-disk``, or ``userspace``
+        for a COM_FAILURE."""
+        if self.com_failure:
+            return "userspace"
+        return self.args[0] if self.args else None
+
+    @property
+    def _has_device(self):
+        return len(self.args) >= 3 and self.args[0] in ("disk", "clustered-disk")
+
+    @property
+    def device(self) -> str | None:
+        """The log device of a disk log."""
+        return self.args[1] if self._has_device else None
+
+    @property
+    def health(self) -> str | None:
+        """A disk log's health: ``A`` alive, ``D`` write failed, ``F`` flush failed."""
+        return self.args[2] if self._has_device else None
+
+    @classmethod
+    def parse_words(cls, ws: list) -> MirrorLogStatus:
+        failure = bool(ws) and ws[0] == "userspace"
+        if failure:
+            ws = ws[1:]
+        need(ws, 1, "mirror log status")
+        argc = to_uint(ws[0], "mirror log argc")
+        args = ws[1:]
+        if len(args) != argc:
+            raise ParseError("mirror log status: %d args announced, %d present"
+                             % (argc, len(args)))
+        return cls(args, failure)
+
+    def format(self) -> str:
+        return " ".join((["userspace"] if self.com_failure else [])
+                        + [str(len(self.args))] + self.args)
+
+    def as_dict(self) -> dict:
+        d = {"type": self.log_type, "args": list(self.args)}
+        if self.com_failure:
+            d["com_failure"] = True
+        elif self._has_device:
+            d["device"] = devno_dict(self.device)
+            d["health"] = self.health
+            d["health_name"] = HEALTH.get(self.health, "unknown")
+        return d
 
 
-def parse_table(target_type, params):
-    ws = words(params)
-    need(ws, 2, "mirror table")
-    log_type = ws[0]
-    argc = to_int(ws[1], "mirror log argc")
-    largs = ws[2:2 + argc]
-    if len(largs) != argc:
-        raise StatusParseError("mirror table: log args truncated")
-    log = {"type": log_type, "args": largs}
-    a = list(largs)
-    if log_type == "disk" and a:
-        log["device"] = devno(a.pop(0), "mirror log device")
-    elif log_type == "userspace" and len(a) >= 2:
-        log["uuid"] = a.pop(0)
-        log["userspace_type"] = a.pop(0)
-        if log["userspace_type"] == "clustered-disk" and a:
-            log["device"] = devno(a.pop(0), "mirror log device")
-    if a:
-        log["region_size"] = to_int(a[0], "mirror region size")
-        if len(a) > 1:
-            log["sync"] = a[1]
-    rest = ws[2 + argc:]
-    need(rest, 1, "mirror table")
-    n = to_int(rest[0], "mirror leg count")
-    need(rest, 1 + 2 * n, "mirror table")
-    legs = []
-    for i in range(n):
-        d = devno(rest[1 + 2 * i], "mirror leg")
-        d["offset"] = to_int(rest[2 + 2 * i], "mirror leg offset")
-        legs.append(d)
-    feats = rest[1 + 2 * n:]
-    features = []
-    if feats:
-        nf = to_int(feats[0], "mirror feature count")
-        features = feats[1:1 + nf]
-        if len(features) != nf or len(feats) != nf + 1:
-            raise StatusParseError("mirror table: feature count mismatch")
-    return {"log": log, "nr_mirrors": n, "legs": legs, "features": features,
-            "handle_errors": "handle_errors" in features, "keep_log": "keep_log" in features}
+class MirrorStatus(TargetStatus):
+    """mirror's status: ``legs`` (:class:`MirrorLegStatus`), ``in_sync_regions`` of
+    ``total_regions``, and the dirty ``log`` (:class:`MirrorLogStatus`)."""
+
+    __slots__ = ("legs", "in_sync_regions", "total_regions", "log")
+    target_type = "mirror"
+
+    def __init__(self, legs: list, in_sync_regions: int, total_regions: int,
+                 log: MirrorLogStatus):
+        self.legs = list(legs)
+        self.in_sync_regions = in_sync_regions
+        self.total_regions = total_regions
+        self.log = log
+
+    @property
+    def nr_mirrors(self) -> int:
+        return len(self.legs)
+
+    @property
+    def in_sync(self) -> bool:
+        """Every region is in sync."""
+        return self.in_sync_regions == self.total_regions
+
+    @classmethod
+    def parse(cls, text):
+        ws = words(text)
+        # libdevmapper's dm_get_status_mirror skips a leading ``userspace`` word
+        if ws and ws[0] == "userspace":
+            ws = ws[1:]
+        need(ws, 1, "mirror status")
+        n = to_uint(ws[0], "mirror leg count")
+        need(ws, n + 4, "mirror status")
+        devs = ws[1:1 + n]
+        sync, sep, regions = ws[1 + n].partition("/")
+        if not sep:
+            raise ParseError("mirror status: expected <in sync>/<regions>, got %r"
+                             % ws[1 + n])
+        nhealth = to_int(ws[2 + n], "mirror health word count")
+        health = ws[3 + n] if nhealth >= 1 else ""
+        if len(health) != n:
+            raise ParseError("mirror status: %d health chars for %d legs" % (len(health), n))
+        log = MirrorLogStatus.parse_words(ws[3 + n + max(nhealth, 0):])
+        return cls([MirrorLegStatus(d, h) for d, h in zip(devs, health)],
+                   to_int(sync, "mirror in-sync regions"), to_int(regions, "mirror regions"),
+                   log)
+
+    def format(self):
+        return " ".join([str(len(self.legs))] + [g.device for g in self.legs]
+                        + ["%d/%d" % (self.in_sync_regions, self.total_regions), "1",
+                           "".join(g.health for g in self.legs), self.log.format()])
+
+    def as_dict(self):
+        return {"nr_mirrors": self.nr_mirrors,
+                "legs": [g.as_dict() for g in self.legs],
+                "in_sync_regions": self.in_sync_regions,
+                "total_regions": self.total_regions,
+                "in_sync": self.in_sync,
+                "log": self.log.as_dict()}

@@ -95,24 +95,6 @@ def split_args(s):
     return out
 
 
-def parse_uint(s, bits=32):
-    """sscanf("%u%c") == 1: an unsigned decimal number and nothing after it."""
-    if not s or not s.isdigit():
-        # %u accepts a leading '+' or '-' (wrapping); be strict but accept '+'
-        if s and s[0] == "+" and s[1:].isdigit():
-            s = s[1:]
-        else:
-            return None
-    v = int(s)
-    if v >= (1 << bits):
-        return None
-    return v
-
-
-def parse_ull(s):
-    return parse_uint(s, 64)
-
-
 class TargetInfo:
     """``struct dm_target``: where the target sits in its table."""
     __slots__ = ("begin", "len", "table_ro", "error", "num_flush_bios",

@@ -25,12 +25,13 @@ import operator
 import pickle
 
 from dmctl.errors import TargetError
+from dmctl.numbers import kernel_sscanf_u
 from dmctl.pdata.errors import PDataError
 from dmctl.sim import bio as B
-from dmctl.sim.targets.base import (STATUSTYPE_INFO, STATUSTYPE_TABLE, Target, parse_uint)
+from dmctl.sim.targets.base import (STATUSTYPE_INFO, STATUSTYPE_TABLE, Target)
 
 MIN_BLOCK_SIZE = 8
-DM_MSG_PREFIX = "device-mapper: era: "
+PREFIX = "device-mapper: era: "          # DMERR's prefix (DM_MSG_PREFIX "era")
 _EQ_CODE = (lambda a, b: a == b).__code__.co_code
 
 
@@ -112,7 +113,7 @@ class Era(Target):
             raise TargetError(errno.EINVAL, "Invalid argument count")
         t.metadata_dev = t.get_device(argv[0], "Error opening metadata device", errno.EINVAL).devno
         t.origin_dev = t.get_device(argv[1], "Error opening data device", errno.EINVAL).devno
-        bs = parse_uint(argv[2])
+        bs = kernel_sscanf_u(argv[2])
         if bs is None:
             raise TargetError(errno.EINVAL, "Error parsing block size")
         if bs == 0 or bs % MIN_BLOCK_SIZE:
@@ -130,7 +131,7 @@ class Era(Target):
             # only the persistent-data checks (sb_check, ...) say why
             logs = isinstance(e, PDataError) and getattr(e, "kernel_logs", True)
             raise TargetError(err, "Error reading metadata",
-                              log=DM_MSG_PREFIX + text if text and logs else None)
+                              log=PREFIX + text if text and logs else None)
         t.nr_blocks = 0
         t.suspended = True      # the worker starts at preresume
         ti.num_flush_bios = 1
@@ -173,7 +174,7 @@ class Era(Target):
             try:
                 md.digest_step()
             except Exception:
-                self.env.klog(DM_MSG_PREFIX + "process_old_eras: digest step failed, stopping digestion")
+                self.env.klog(PREFIX + "process_old_eras: digest step failed, stopping digestion")
 
     def _rpc(self, fn):
         """in_worker0/1: run ``fn`` in the worker, then commit (always, as
@@ -191,7 +192,7 @@ class Era(Target):
             return True
         except Exception as e:
             err, text = _meta_error(e)
-            self.env.klog(DM_MSG_PREFIX + "metadata_commit failed: %s" % text)
+            self.env.klog(PREFIX + "metadata_commit failed: %s" % text)
             return False
 
     # -- I/O ------------------------------------------------------------------------------
@@ -222,7 +223,7 @@ class Era(Target):
         try:
             self._rpc(md.era_archive)
         except Exception as e:
-            self.env.klog(DM_MSG_PREFIX + "%s: couldn't archive current era" % "era_postsuspend")
+            self.env.klog(PREFIX + "%s: couldn't archive current era" % "era_postsuspend")
         self.suspended = True      # stop_worker: digestion pauses
         self._commit()
 
@@ -234,7 +235,7 @@ class Era(Target):
                 md.resize(new_size)
             except Exception as e:
                 err, text = _meta_error(e)
-                raise TargetError(err, "resize failed", log=DM_MSG_PREFIX + text)
+                raise TargetError(err, "resize failed", log=PREFIX + text)
             if not self._commit():
                 raise TargetError(errno.EIO, "commit failed")
             self.nr_blocks = new_size
@@ -244,7 +245,7 @@ class Era(Target):
         except Exception as e:
             err, text = _meta_error(e)
             raise TargetError(err, "rollover failed",
-                              log=DM_MSG_PREFIX + "%s: metadata_era_rollover failed" % "era_preresume")
+                              log=PREFIX + "%s: metadata_era_rollover failed" % "era_preresume")
 
     def dtr(self):
         self.md_ = None
@@ -261,7 +262,7 @@ class Era(Target):
                 md.digest_step()
             except Exception:
                 # "digest step failed, stopping digestion" (harmless at an empty tree)
-                self.env.klog(DM_MSG_PREFIX + "process_old_eras: digest step failed, stopping digestion")
+                self.env.klog(PREFIX + "process_old_eras: digest step failed, stopping digestion")
             n += 1
         return n
 
@@ -288,7 +289,7 @@ class Era(Target):
     def message(self, argv):
         if len(argv) != 1:
             raise TargetError(errno.EINVAL, "incorrect number of message arguments",
-                              log=DM_MSG_PREFIX + "incorrect number of message arguments")
+                              log=PREFIX + "incorrect number of message arguments")
         word = argv[0].lower()
         md = self.md_
         fns = {"checkpoint": md.era_rollover, "take_metadata_snap": md.take_metadata_snap,
@@ -296,10 +297,10 @@ class Era(Target):
         fn = fns.get(word)
         if fn is None:
             raise TargetError(errno.EINVAL, "unsupported message '%s'" % argv[0],
-                              log=DM_MSG_PREFIX + "unsupported message '%s'" % argv[0])
+                              log=PREFIX + "unsupported message '%s'" % argv[0])
         try:
             self._rpc(fn)
         except Exception as e:
             err, text = _meta_error(e)
-            raise TargetError(err or errno.EINVAL, text, log=DM_MSG_PREFIX + text)
+            raise TargetError(err or errno.EINVAL, text, log=PREFIX + text)
         return None

@@ -3,8 +3,9 @@
 import errno
 
 from dmctl.errors import TargetError
+from dmctl.numbers import kernel_sscanf_u
 from dmctl.sim import bio as B
-from dmctl.sim.targets.base import Target, STATUSTYPE_INFO, STATUSTYPE_TABLE, parse_ull
+from dmctl.sim.targets.base import Target, STATUSTYPE_INFO, STATUSTYPE_TABLE
 
 
 SECTOR_MASK = (1 << 64) - 1
@@ -19,7 +20,7 @@ class Linear(Target):
         t = cls(env, ti)
         if len(argv) != 2:
             raise TargetError(errno.EINVAL, "Invalid argument count")
-        start = parse_ull(argv[1])
+        start = kernel_sscanf_u(argv[1], 64)
         if start is None:
             raise TargetError(errno.EINVAL, "Invalid device sector")
         t.start = start

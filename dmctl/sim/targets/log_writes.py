@@ -57,8 +57,7 @@ class LogWrites(Target):
         t.logging_enabled = True
         # log_writes_ctr: discards the data device cannot take are logged and then
         # completed here instead of being passed down
-        from dmctl.sim.core import device_takes_discards
-        t.device_supports_discard = device_takes_discards(env, dev)
+        t.device_supports_discard = env.device_takes_discards(dev)
         ti.num_flush_bios = 1
         ti.num_discard_bios = 1
         t.attach()

@@ -39,29 +39,20 @@ region is neither cleaned nor recovered) until the next suspend drops it.
 
 import errno
 
+from dmctl.constants import (
+    DM_KCOPYD_MAX_REGIONS, DM_RAID1_FLUSH_ERROR, DM_RAID1_HANDLE_ERRORS, DM_RAID1_KEEP_LOG,
+    DM_RAID1_READ_ERROR, DM_RAID1_SYNC_ERROR, DM_RAID1_WRITE_ERROR, DM_RH_CLEAN,
+    DM_RH_DIRTY, DM_RH_NOSYNC, DM_RH_RECOVERING)
 from dmctl.errors import TargetError
+from dmctl.numbers import kernel_sscanf_u
 from dmctl.sim import bio as B
 from dmctl.sim.targets.base import STATUSTYPE_IMA, STATUSTYPE_INFO, STATUSTYPE_TABLE, Target
-from dmctl.sim.targets.dirty_log.base import LogError, create as create_dirty_log, scan_u
+from dmctl.sim.targets.dirty_log import create as create_dirty_log
+from dmctl.sim.targets.dirty_log.base import LogError
 
 PREFIX = "device-mapper: raid1: "
 MAX_RECOVERY = 1
-DM_KCOPYD_MAX_REGIONS = 8
 MAX_NR_MIRRORS = DM_KCOPYD_MAX_REGIONS + 1
-DM_RAID1_HANDLE_ERRORS = 0x01
-DM_RAID1_KEEP_LOG = 0x02
-
-# enum dm_raid1_error (bit numbers in error_type)
-DM_RAID1_WRITE_ERROR = 0
-DM_RAID1_FLUSH_ERROR = 1
-DM_RAID1_SYNC_ERROR = 2
-DM_RAID1_READ_ERROR = 3
-
-# region states (dm-region-hash.h)
-DM_RH_CLEAN = 0x01
-DM_RH_DIRTY = 0x02
-DM_RH_NOSYNC = 0x04
-DM_RH_RECOVERING = 0x08
 
 # kcopyd copies in sub-jobs of this many sectors
 KCOPYD_CHUNK = 1024
@@ -115,7 +106,7 @@ class Mirror(Target):
         # create_dirty_log()
         if argc < 2:
             raise TargetError(errno.EINVAL, "Insufficient mirror log arguments")
-        param_count = scan_u(argv[1])
+        param_count = kernel_sscanf_u(argv[1])
         if param_count is None:
             raise TargetError(errno.EINVAL, "Invalid mirror log argument count")
         if param_count > argc - 2:
@@ -136,7 +127,7 @@ class Mirror(Target):
     def _ctr_rest(self, argv):
         """mirror_ctr after the dirty log exists."""
         ms, env, ti = self, self.env, self.ti
-        nr = scan_u(argv[0]) if argv else None
+        nr = kernel_sscanf_u(argv[0]) if argv else None
         if nr is None or nr < 2 or nr > MAX_NR_MIRRORS:
             raise TargetError(errno.EINVAL, "Invalid number of mirrors")
         argv = argv[1:]
@@ -165,7 +156,7 @@ class Mirror(Target):
         ms.held_regions = []            # regions of held writes that outlived their process
         ms.ratelimit = {}
         for m in range(nr):
-            offset = scan_u(argv[1], 64)
+            offset = kernel_sscanf_u(argv[1], 64)
             if offset is None:
                 raise TargetError(errno.EINVAL, "Invalid offset")
             try:
@@ -182,7 +173,7 @@ class Mirror(Target):
         ti.num_discard_bios = 1
         # parse_features()
         if argv:
-            nf = scan_u(argv[0])
+            nf = kernel_sscanf_u(argv[0])
             if nf is None:
                 raise TargetError(errno.EINVAL, "Invalid number of features")
             argv = argv[1:]

@@ -2,18 +2,11 @@
 
 import errno
 
+from dmctl.constants import DM_IO_ERROR_THRESHOLD
 from dmctl.errors import TargetError
+from dmctl.numbers import kernel_sscanf_u, kstrtouint
 from dmctl.sim import bio as B
-from dmctl.sim.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE, Target, parse_ull
-
-DM_IO_ERROR_THRESHOLD = 15
-
-
-def _kstrtouint(s):
-    if not s or not s.isdigit():
-        return None
-    v = int(s)
-    return v if v < (1 << 32) else None
+from dmctl.sim.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE, Target
 
 
 class Striped(Target):
@@ -25,11 +18,11 @@ class Striped(Target):
         t = cls(env, ti)
         if len(argv) < 2:
             raise TargetError(errno.EINVAL, "Not enough arguments")
-        stripes = _kstrtouint(argv[0])
-        if not stripes:
+        err, stripes = kstrtouint(argv[0], 10)
+        if err or not stripes:
             raise TargetError(errno.EINVAL, "Invalid stripe count")
-        chunk = _kstrtouint(argv[1])
-        if not chunk:
+        err, chunk = kstrtouint(argv[1], 10)
+        if err or not chunk:
             raise TargetError(errno.EINVAL, "Invalid chunk_size")
         if ti.len % stripes:
             raise TargetError(errno.EINVAL, "Target length not divisible by number of stripes")
@@ -47,7 +40,7 @@ class Striped(Target):
         t.legs = []
         t.errors = []
         for i in range(stripes):
-            start = parse_ull(argv[3 + 2 * i])
+            start = kernel_sscanf_u(argv[3 + 2 * i], 64)
             if start is None:
                 raise TargetError(errno.EINVAL, "Couldn't parse stripe destination")
             try:

@@ -10,12 +10,12 @@ callback ``mirror_flush`` and its table event) is transient and re-attached by t
 mirror after a restore.
 """
 
-import errno
+from dmctl.errors import DmctlError
 
 PREFIX = "device-mapper: dirty region log: "
 
 
-class LogError(Exception):
+class LogError(DmctlError):
     """A log constructor failed: errno plus the kernel log lines it printed."""
 
     def __init__(self, err, lines=()):
@@ -106,39 +106,3 @@ class DirtyLog:
     def klog(self, line):
         if self.ms is not None:
             self.ms.env.klog(line)
-
-
-def _types():
-    from dmctl.sim.targets.dirty_log.core import CoreLog
-    from dmctl.sim.targets.dirty_log.disk import DiskLog
-    types = {"core": CoreLog, "disk": DiskLog}
-    try:
-        from dmctl.sim.targets.dirty_log.userspace import UserspaceLog
-        types["userspace"] = UserspaceLog
-    except ImportError:  # pragma: no cover
-        pass
-    return types
-
-
-def get_type(type_name):
-    """get_type(): the exact name, then the request_module() fallbacks (which never
-    find anything more in the simulator)."""
-    return _types().get(type_name)
-
-
-def create(type_name, ms, argv):
-    """dm_dirty_log_create(type_name, ti, mirror_flush, argc, argv)."""
-    cls = get_type(type_name)
-    if cls is None:
-        raise LogError(errno.EINVAL, [PREFIX + 'Module for logging type "%s" not found.' % type_name])
-    return cls.ctr(ms, argv)
-
-
-def scan_u(s, bits=32):
-    """The kernel's ``sscanf(s, "%u%c", &v, &dummy) == 1`` (``%llu`` with bits=64):
-    decimal digits only (no sign for unsigned conversions), nothing after them; the
-    value wraps like simple_strtoull and the assignment's truncation.  None when
-    the conversion fails."""
-    if not s or not s.isdigit() or not s.isascii():
-        return None
-    return int(s) & ((1 << bits) - 1)

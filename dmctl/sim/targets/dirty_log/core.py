@@ -8,11 +8,11 @@ its table is loaded.
 import errno
 
 from dmctl.formats import mirror_log as F
+from dmctl.numbers import UINT_MAX, kernel_sscanf_u
 from dmctl.sim.targets.base import STATUSTYPE_INFO, STATUSTYPE_TABLE
-from dmctl.sim.targets.dirty_log.base import PREFIX, DirtyLog, LogError, scan_u
+from dmctl.sim.targets.dirty_log.base import PREFIX, DirtyLog, LogError
 
 DEFAULTSYNC, NOSYNC, FORCESYNC = 0, 1, 2
-UINT_MAX = (1 << 32) - 1
 
 
 class CoreLog(DirtyLog):
@@ -39,7 +39,7 @@ class CoreLog(DirtyLog):
                 sync = NOSYNC
             else:
                 raise LogError(errno.EINVAL, [PREFIX + "unrecognised sync argument to dirty region log: %s" % argv[1]])
-        region_size = scan_u(argv[0])
+        region_size = kernel_sscanf_u(argv[0])
         if region_size is None or not _check_region_size(ti.len, region_size):
             raise LogError(errno.EINVAL, [PREFIX + "invalid region size %s" % argv[0]])
         region_count = F.region_count(ti.len, region_size)

@@ -13,23 +13,26 @@ mainline behaviour instead, where the handler's positive 2 is returned and nothi
 copied back.
 
 So ``KernelMapper(control=SimControl(sim))`` runs the whole ioctl path without root.
+It is a ControlDevice (``dmctl.ioctl.control``) like the real node, and stays in the ioctl
+layer: it imports nothing above it, the mapper is handed in.
 """
 
 import errno
 import os
 
-from dmctl.backend.base import DevId
+from dmctl.records import DevId
 from dmctl.errors import DmError
 from dmctl.ioctl import abi
 from dmctl.ioctl import codec
 from dmctl.ioctl.codec import KernelError, to_bytes, to_str
+from dmctl.ioctl.control import ControlDevice
 
 
 def _log(text):
     return "device-mapper: ioctl: " + text
 
 
-class SimControl:
+class SimControl(ControlDevice):
     def __init__(self, mapper, poll_interval=0.01, message_no_table_returns_2=False):
         self.mapper = mapper
         self.poll_interval = poll_interval
@@ -83,6 +86,10 @@ class SimControl:
 
     def close(self):
         pass
+
+    def dm_major(self):
+        """The mapper's own dm major (there is no /proc/devices entry behind a fake)."""
+        return self.mapper.dm_major
 
     @property
     def kernel_version(self):
