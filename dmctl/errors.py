@@ -10,6 +10,7 @@ attributes and errno)::
      +-- DmError                 a device-mapper ioctl failed (errno, op, device, detail)
      +-- TargetError             a simulated target's ctr/message failed (ti->error)
      +-- IOFailure               I/O on a simulated device failed (dmctl.sim.io's errors)
+     +-- StateError              the simulator's state dir cannot be used (dmctl.sim.store)
      +-- UsageError              bad command line (dmctl's own commands)
      +-- GetoptError             bad option, glibc's message (dmctl.getopt)
      +-- TableError              a table line does not parse (dmctl.libdm.table)
@@ -107,6 +108,13 @@ class IOFailure(DmctlError):
     """An I/O request on a simulated device failed the way a program sees it (EIO on
     a bio, a bad I/O script line).  Like a failed ioctl it does not undo what the
     simulated kernel already did: the transaction is still committed."""
+
+
+class StateError(DmctlError):
+    """The simulator's state dir cannot be used (``dmctl.sim.store``): not a database,
+    a schema this dmctl does not know, locked past ``DMCTL_SIM_LOCK_TIMEOUT``, not
+    writable, disk full.  The message is one line naming the file and what to do; the
+    CLI prints it and exits 1.  Nothing was changed."""
 
 
 class UsageError(DmctlError):

@@ -98,8 +98,7 @@ class KernelMapper(base.Mapper):
                               detail="%s: open failed: %s" % (abi.DM_CONTROL_PATH,
                                                               os.strerror(e.errno)))
             if self._kmsg is None:
-                from dmctl.backend.kmsg import KmsgReader
-                self._kmsg = KmsgReader()
+                self._kmsg = True       # a /dev/kmsg reader, made when first needed (_raw)
         return self._control
 
     def close(self):
@@ -129,6 +128,9 @@ class KernelMapper(base.Mapper):
     def _raw(self, nr, buf, op, dev, detail_on_error=True):
         control = self.control
         kmsg = self._kmsg if (detail_on_error and nr in MUTATING) else None
+        if kmsg is True:                # queries never import the kernel log reader
+            from dmctl.backend.kmsg import KmsgReader
+            kmsg = self._kmsg = KmsgReader()
         if kmsg:
             kmsg.mark()
         try:

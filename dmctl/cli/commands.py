@@ -37,8 +37,7 @@ class Command(tuple):
 
     def handler(self):
         """The command's function (its module imported now)."""
-        import importlib
-        return getattr(importlib.import_module("dmctl.cli." + self.module), self.function)
+        return getattr(_import("dmctl.cli." + self.module), self.function)
 
 
 class Option(tuple):
@@ -59,9 +58,16 @@ class Extension(tuple):
     summary = property(lambda self: self[1])
 
     def load(self):
-        import importlib
         modname, attr = self.target.split(":")
-        return getattr(importlib.import_module(modname), attr)
+        return getattr(_import(modname), attr)
+
+
+def _import(modname):
+    """The module ``modname``, imported now: ``importlib.import_module`` without
+    importing ``importlib`` (whose ``__init__`` imports ``warnings``) at start-up."""
+    import sys
+    __import__(modname)
+    return sys.modules[modname]
 
 
 _CREATE_USAGE = ("<dev_name>\n"

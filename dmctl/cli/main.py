@@ -17,7 +17,7 @@ import sys
 
 from dmctl import getopt as _g
 from dmctl.cli import commands as _c
-from dmctl.numbers import atoi, c_int, strtol
+from dmctl.errors import StateError
 
 # --------------------------------------------------------------------------------------
 # Options: dmsetup 1.02.185's long option table (order matters for glibc's ambiguity
@@ -56,6 +56,10 @@ LONGOPTS = [_c.Option(row) for row in (
 # getopt_long's (name, has_arg, key): each option is its own key
 _LONG = [(o.name, o.has_arg, o.name) for o in LONGOPTS]
 
+# switches whose values are numbers (dmctl.numbers parses them, imported only then)
+_NUMERIC = frozenset(("major", "minor", "gid", "uid", "groupid", "regionid", "areas",
+                      "count", "interval", "mode", "readahead"))
+
 # short option -> switch key
 _SHORT_KEY = {"c": "columns", "C": "columns", "f": "force", "G": "gid", "h": "help",
               "j": "major", "m": "minor", "M": "mode", "n": "notable", "o": "options",
@@ -78,6 +82,8 @@ def process_switches(prog, argv, ctx):
         return False, None, None
     for key, val in opts:
         key = _SHORT_KEY.get(key, key)
+        if key in _NUMERIC:
+            from dmctl.numbers import atoi, c_int, strtol
         if key in ("major", "minor", "gid", "uid", "groupid", "regionid", "areas"):
             sw.set(key, atoi(val))
         elif key == "count":
@@ -313,6 +319,10 @@ def entry():
         rc = main()
     except KeyboardInterrupt:
         rc = 130
+    except StateError as e:
+        # the simulator's state dir cannot be used: one line, the file and what to do
+        sys.stderr.write("dmctl: %s\n" % e)
+        rc = 1
     except BrokenPipeError:
         try:
             sys.stdout = None

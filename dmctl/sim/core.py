@@ -287,6 +287,7 @@ class SimEnv:
         self.db = store.db
         self.devices = {}       # minor -> SimDevice (loaded)
         self.by_name = {}
+        self.by_uuid = {}
         self.backing = {}       # minor -> BackingFile
         self.backing_by_path = {}
         self.dirty_devices = set()
@@ -294,12 +295,19 @@ class SimEnv:
         self.deleted = set()
         self.log = []           # kernel log lines produced in this transaction
         self.work_targets = []
+        self.idle = set()       # devices run_work found without background work
+        self._floor = None      # every minor below it is in use (free_minor)
+        self._floor_saved = None
 
     # -- kernel log -----------------------------------------------------------------
     def klog(self, line):
         self.log.append(line)
 
     # -- devices --------------------------------------------------------------------
+    # Devices are found through the table's indexes (minor is the primary key, name and
+    # uuid are unique): a command loads the rows it names, and a table is unpickled
+    # only when it is used (SimDevice.get_live).  A row loaded here may have been
+    # renamed, removed or replaced in this transaction: lookups check the loaded device.
     _COLS = ("minor, name, uuid, suspended, deferred, open_count, event_nr, ro, "
              "read_ahead, geometry, size, live, inactive")
 
@@ -310,7 +318,61 @@ class SimEnv:
         md = SimDevice(self, row)
         self.devices[md.minor] = md
         self.by_name[md.name] = md
+        if md.uuid:
+            self.by_uuid[md.uuid] = md
         return md
+
+    def add_device(self, md):
+        """A device created in this transaction."""
+        self.devices[md.minor] = md
+        self.by_name[md.name] = md
+        if md.uuid:
+            self.by_uuid[md.uuid] = md
+        self.deleted.discard(md.minor)
+        self.mark(md)
+
+    def set_name(self, md, name):
+        self.by_name.pop(md.name, None)
+        md.name = name
+        self.by_name[name] = md
+
+    def set_uuid(self, md, uuid):
+        if md.uuid:
+            self.by_uuid.pop(md.uuid, None)
+        md.uuid = uuid
+        if uuid:
+            self.by_uuid[uuid] = md
+
+    def _minor_floor(self):
+        if self._floor is None:
+            v = self.store.get_meta("minor_floor")
+            self._floor = self._floor_saved = v if isinstance(v, int) and v >= 0 else 0
+        return self._floor
+
+    def free_minor(self):
+        """The lowest minor no device has (idr_alloc from 0), by index lookups: minors
+        below the floor (kept in meta ``minor_floor``) are known to be in use, so
+        creating many devices does not search from 0 each time."""
+        db = self.db
+        m = self._minor_floor()
+        while True:
+            md = self.devices.get(m)
+            if md is not None and not md.removed:
+                m += 1
+                continue
+            if md is not None or m in self.deleted:
+                break
+            if db.execute("SELECT 1 FROM devices WHERE minor=?", (m,)).fetchone() is None:
+                break
+            # the next hole in the table after m
+            m = db.execute("SELECT d.minor + 1 FROM devices d WHERE d.minor >= ? AND NOT EXISTS"
+                           " (SELECT 1 FROM devices e WHERE e.minor = d.minor + 1)"
+                           " ORDER BY d.minor LIMIT 1", (m,)).fetchone()[0]
+        if self.deleted:
+            # a device removed in this transaction frees its minor (its row goes at save)
+            m = min(m, min(self.deleted))
+        self._floor = m
+        return m
 
     def device_by_minor(self, minor):
         md = self.devices.get(minor)
@@ -329,23 +391,31 @@ class SimEnv:
         if row is None:
             return None
         md = self._load_row(row)
-        return None if md.removed else md
+        return md if not md.removed and md.name == name else None
 
     def device_by_uuid(self, uuid):
-        for md in self.devices.values():
-            if md.uuid == uuid and not md.removed:
-                return md
+        md = self.by_uuid.get(uuid)
+        if md is not None and not md.removed and md.uuid == uuid:
+            return md
         row = self.db.execute("SELECT %s FROM devices WHERE uuid=?" % self._COLS,
                               (uuid,)).fetchone()
-        return self._load_row(row) if row else None
+        if row is None:
+            return None
+        md = self._load_row(row)
+        return md if not md.removed and md.uuid == uuid else None
 
     def all_devices(self):
+        """Every device, by name (loads every row; tables stay pickled until used)."""
         rows = self.db.execute("SELECT %s FROM devices" % self._COLS).fetchall()
-        out = [self._load_row(r) for r in rows]
-        out = [md for md in out if not md.removed]
+        out = {}
+        for r in rows:
+            md = self._load_row(r)
+            if not md.removed:
+                out[md.minor] = md
         for md in self.devices.values():
-            if not md.removed and md not in out:
-                out.append(md)
+            if not md.removed:
+                out.setdefault(md.minor, md)
+        out = list(out.values())
         out.sort(key=lambda m: m.name.encode("utf-8", "surrogateescape"))
         return out
 
@@ -564,7 +634,11 @@ class SimEnv:
         md.removed = True
         self.deleted.add(md.minor)
         self.dirty_devices.discard(md)
-        self.by_name.pop(md.name, None)
+        if self.by_name.get(md.name) is md:
+            del self.by_name[md.name]
+        if md.uuid and self.by_uuid.get(md.uuid) is md:
+            del self.by_uuid[md.uuid]
+        self._floor = min(self._minor_floor(), md.minor)
 
     # -- events ---------------------------------------------------------------------------
     def table_event(self, md):
@@ -598,27 +672,59 @@ class SimEnv:
         return result
 
     # -- background work ------------------------------------------------------------------
+    # Only devices that may have work are visited: those the table's ``work`` index
+    # names (a target had work, or may get some from outside, when it was last saved)
+    # and those changed in this transaction.  An idle device costs nothing.
+    def _work_candidates(self, flagged):
+        cands = {md.minor: md for md in flagged if not md.removed}
+        for md in self.dirty_devices:
+            if not md.removed:
+                cands.setdefault(md.minor, md)
+        return sorted(cands.values(), key=lambda m: m.name.encode("utf-8", "surrogateescape"))
+
+    def flagged_devices(self):
+        """The devices the work index names (rows loaded, tables not unpickled)."""
+        rows = self.db.execute("SELECT %s FROM devices WHERE work <> 0" % self._COLS).fetchall()
+        out = []
+        for r in rows:
+            md = self._load_row(r)
+            if not md.removed:
+                out.append(md)
+        return out
+
     def run_work(self, budget=None):
         """Run targets' background work: ``budget`` steps, or until idle (None)."""
         total = 0
+        self.idle = set()
+        flagged = self.flagged_devices()
         while True:
             did = 0
-            for md in self.all_devices():
+            idle = set()
+            for md in self._work_candidates(flagged):
                 lt = md.get_live()
-                if lt is None:
-                    continue
-                for t in lt.targets:
-                    if md.suspended and not t.works_while_suspended:
-                        continue
-                    b = None if budget is None else max(0, budget - total)
-                    if b == 0:
-                        return total
-                    n = t.work(b if b is not None else 1 << 30)
-                    if n:
-                        did += n
-                        total += n
-                        self.mark(md)
+                busy = False
+                if lt is not None:
+                    for t in lt.targets:
+                        if md.suspended and not t.works_while_suspended:
+                            continue
+                        b = None if budget is None else max(0, budget - total)
+                        if b == 0:
+                            return total
+                        n = t.work(b if b is not None else 1 << 30)
+                        if n:
+                            did += n
+                            total += n
+                            busy = True
+                            self.mark(md)
+                        else:
+                            pending = getattr(t, "work_pending", None)
+                            if pending is not None and pending():
+                                busy = True
+                if not busy:
+                    idle.add(md)
             if not did:
+                # a whole pass found nothing to do: these devices are idle
+                self.idle = idle
                 return total
 
     # -- persistence ----------------------------------------------------------------------
@@ -632,11 +738,21 @@ class SimEnv:
             live = self.save_table(md.live) if md.live is not None else md._live_blob
             inactive = (self.save_table(md.inactive) if md.inactive is not None
                         else md._inactive_blob)
-            db.execute("INSERT OR REPLACE INTO devices(%s) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                       % self._COLS,
+            # the size of a table not unpickled in this transaction is the stored one
+            size = md.live.size if md.live is not None else (
+                (md._size or 0) if live is not None else 0)
+            db.execute("INSERT OR REPLACE INTO devices(%s, work) "
+                       "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)" % self._COLS,
                        (md.minor, md.name, md.uuid or None, int(md.suspended),
                         int(md.deferred), md.open_count, md.event_nr, int(md.ro),
-                        md.read_ahead, md.geometry, md.size, live, inactive))
+                        md.read_ahead, md.geometry, size, live, inactive,
+                        0 if md in self.idle else 1))
+        for md in self.idle:
+            if md not in self.dirty_devices and not md.removed:
+                db.execute("UPDATE devices SET work=0 WHERE minor=? AND work<>0", (md.minor,))
+        if self._floor is not None and self._floor != self._floor_saved:
+            self.store.set_meta("minor_floor", self._floor)
+            self._floor_saved = self._floor
         for bf in self.dirty_backing:
             db.execute("UPDATE backing SET cache=?, faults=? WHERE minor=?",
                        (bf.cache.state(), bf.faults.state(), bf.minor))

@@ -47,27 +47,41 @@ class SimKernel:
 
     # -- transactions ---------------------------------------------------------------
     def _begin(self):
+        try:
+            self.store.begin()
+        except self.store.db_error as e:
+            # locked past DMCTL_SIM_LOCK_TIMEOUT, not writable...
+            raise self.store.state_error(e) from None
         if self.env is None:
-            self.store.begin()
             self.env = SimEnv(self.store)
-        else:
-            self.store.begin()
+
+    def _abort(self):
+        if self.env is not None:
+            self.env.close()
+        self.env = None
+        self.store.rollback()
 
     def _end(self, ok):
-        if not ok:
-            if self.env is not None:
-                self.env.close()
+        if not self.store.in_transaction:
+            # rolled back already (a database error inside a batch)
             self.env = None
-            self.store.rollback()
+            return
+        if not ok:
+            self._abort()
             return
         if self.store._depth == 1:
             env = self.env
             try:
-                env.run_work(WORK_PER_COMMAND)
-            except Exception:
-                pass
-            env.save()
-            self.store.commit()
+                try:
+                    env.run_work(WORK_PER_COMMAND)
+                except Exception:
+                    pass
+                env.save()
+                self.store.commit()
+            except self.store.db_error as e:
+                # disk full, I/O error...: nothing of the command is kept
+                self._abort()
+                raise self.store.state_error(e) from None
             env.close()
             self.env = None
         else:
@@ -89,6 +103,9 @@ class SimKernel:
                 self.env.log.extend(str(detail).splitlines())   # the kernel logs it too
             self._end(True)
             raise
+        except self.store.db_error as e:
+            self._abort()
+            raise self.store.state_error(e) from None
         except BaseException:
             self._end(False)
             raise
@@ -101,10 +118,15 @@ class SimKernel:
         as a device's name."""
         if self.env is not None:            # inside a batch: its state so far
             return fn(self.env)
-        self.store.begin()
+        try:
+            self.store.begin()
+        except self.store.db_error as e:
+            raise self.store.state_error(e) from None
         env = SimEnv(self.store)
         try:
             return fn(env)
+        except self.store.db_error as e:
+            raise self.store.state_error(e) from None
         finally:
             env.close()
             self.store.rollback()
@@ -252,12 +274,7 @@ class SimKernel:
                     raise DmError(errno.EBUSY, op="create", name=name, uuid=uuid or "")
                 m = minor
             else:
-                used = {r[0] for r in env.db.execute("SELECT minor FROM devices")}
-                used |= {md.minor for md in env.devices.values() if not md.removed}
-                used -= env.deleted
-                m = 0
-                while m in used:
-                    m += 1
+                m = env.free_minor()
             if env.device_by_name(name) is not None:
                 raise DmError(errno.EBUSY, op="create", name=name, uuid=uuid or "")
             if u and env.device_by_uuid(u) is not None:
@@ -272,10 +289,7 @@ class SimKernel:
             md.read_ahead = None
             md.geometry = None
             md._size = 0
-            env.devices[m] = md
-            env.by_name[name] = md
-            env.deleted.discard(m)
-            env.mark(md)
+            env.add_device(md)
             return self._status(md)
         return self._txn(fn)
 
@@ -446,11 +460,9 @@ class SimKernel:
                     raise DmError(errno.EINVAL, op="rename", name=d.name or "",
                                   detail="device-mapper: ioctl: Unable to change uuid of mapped device %s to %s because uuid is already set to %s"
                                   % (md.name, new, md.uuid))
-                md.uuid = new
+                env.set_uuid(md, new)
             else:
-                env.by_name.pop(md.name, None)
-                md.name = new
-                env.by_name[new] = md
+                env.set_name(md, new)
             if md.has_live:
                 env.table_event(md)
             env.mark(md)

@@ -914,6 +914,114 @@ def test_import_time_pulls_no_heavy_modules():
     assert out.stdout.strip() == ""
 
 
+# What no query command's start-up may import (issue 13): the kernel path needs no
+# SQLite and no simulator either.  Checked in a `python -S` child (no site, so no
+# editable-install .pth importing re/pathlib first and masking a regression).
+STARTUP_FORBIDDEN = ("re", "enum", "pickle", "datetime", "pathlib", "json", "click",
+                     "pyudev", "ctypes", "subprocess", "dataclasses", "typing", "sqlite3",
+                     "importlib", "warnings", "dmctl.sim", "dmctl.libdm.report",
+                     "dmctl.libdm.tree", "dmctl.backend.kmsg", "dmctl.numbers")
+
+# The child: `dmctl --backend kernel ARGS` whose /dev/mapper/control is a replay of the
+# ioctl replies recorded in the parent (a marshal file: marshal is built in, so reading
+# it imports nothing); prints the forbidden modules that were imported.
+_REPLAY_CHILD = r"""
+import marshal, os, sys
+forbidden = sys.argv[1].split(",")
+with open(sys.argv[2], "rb") as f:
+    major, replies = marshal.loads(f.read())
+import dmctl.ioctl.control as control
+
+
+class Replay(control.ControlDevice):
+    def __init__(self, path=None):
+        self.replies = list(replies)
+
+    def ioctl(self, cmd_nr, buf):
+        nr, out, rv, err = self.replies.pop(0)
+        if (nr, len(out)) != (cmd_nr, len(buf)):
+            raise SystemExit("unexpected ioctl %d (%d bytes)" % (cmd_nr, len(buf)))
+        if err:
+            raise OSError(err, os.strerror(err))
+        buf[:] = out
+        return rv
+
+    def dm_major(self):
+        return major
+
+
+control.KernelControl = Replay
+from dmctl.cli.main import main
+rc = main(sys.argv[3:])
+sys.stdout.flush()
+sys.stderr.write("RC %d IMPORTED %s\n" % (rc, ",".join(m for m in forbidden
+                                                      if m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("argv", [["version"], ["ls"], ["info"], ["info", "lin"],
+                                  ["status"], ["status", "lin"], ["table"], ["table", "lin"]],
+                         ids=" ".join)
+def test_cli_startup_on_the_kernel_path_imports_nothing_heavy(argv, mapper, tmp_path,
+                                                              monkeypatch):
+    """`dmctl --backend kernel version|ls|info|status|table` run to the end (over
+    recorded ioctl replies) with none of STARTUP_FORBIDDEN imported, and print what
+    the same command printed over SimControl."""
+    import io
+    import marshal
+    import os
+    import subprocess
+    import sys
+    from dmctl.cli import main
+    from dmctl.cli.ctx import Ctx
+    from dmctl.ioctl import control
+    from testlib import ROOT
+    mapper.create("lin")
+    mapper.load("lin", [TL(0, 8, "zero", "")])
+    mapper.resume("lin")
+    mapper.create("stack")
+    mapper.load("stack", [TL(0, 8, "linear", "254:0 0")])
+    mapper.resume("stack")
+    replies = []
+    sim_control = SimControl(mapper)
+
+    class Recording(control.ControlDevice):
+        def __init__(self, path=None):
+            pass
+
+        def ioctl(self, cmd_nr, buf):
+            try:
+                rv = sim_control.ioctl(cmd_nr, buf)
+            except OSError as e:
+                replies.append((cmd_nr, bytes(buf), 0, e.errno))
+                raise
+            replies.append((cmd_nr, bytes(buf), rv, 0))
+            return rv
+
+        def dm_major(self):
+            return sim_control.dm_major()
+
+    monkeypatch.setattr(control, "KernelControl", Recording)
+    dev_dir = tmp_path / "dev"
+    (dev_dir / "mapper").mkdir(parents=True)
+    monkeypatch.setenv("DM_DEV_DIR", str(dev_dir))
+    argv = ["--backend", "kernel"] + argv
+    ctx = Ctx("dmctl")
+    ctx._stdout, ctx._stderr = io.StringIO(), io.StringIO()
+    rc = main._main(ctx, argv)
+    ctx.finish()
+    assert rc == 0, ctx._stderr.getvalue()
+    rec = tmp_path / "replies"
+    rec.write_bytes(marshal.dumps((sim_control.dm_major(), replies)))
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    p = subprocess.run([sys.executable, "-S", "-c", _REPLAY_CHILD, ",".join(STARTUP_FORBIDDEN),
+                        str(rec)] + argv, capture_output=True, text=True, env=env,
+                       cwd=str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == ctx._stdout.getvalue()
+    assert p.stderr == ctx._stderr.getvalue() + "RC 0 IMPORTED \n"
+
+
 # ==================================================================================
 # SimControl as a control node: raw bytes in, kernel behaviour out
 # ==================================================================================

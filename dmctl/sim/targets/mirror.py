@@ -925,6 +925,13 @@ class Mirror(Target):
             n += 1
         return n
 
+    def work_pending(self):
+        """Whether ``work`` may find a region to recover later without this device
+        being touched (a userspace log's server hands out work): the simulator keeps
+        such a device in its index of devices with background work."""
+        return (not self.suspend and self._live and self.recovery_count > 0
+                and self.log.has_resync_work())
+
     # -- status ------------------------------------------------------------------------------------
     def device_status_char(self, i):
         leg = self.legs[i]
