@@ -8,6 +8,11 @@ import pytest
 
 from testlib import GOLDEN, ROOT, golden  # noqa: F401
 
+# The log daemons tests start serve their own simulated hosts and no cluster engine,
+# even on a machine whose initial namespace runs a corosync (the CPG tests ask for
+# corosync explicitly, inside namespaces of their own).
+os.environ.setdefault("DMCTL_LOGD_CLUSTER", "none")
+
 
 @pytest.fixture
 def sim_dir(tmp_path, monkeypatch):

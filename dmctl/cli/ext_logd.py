@@ -6,7 +6,8 @@ clustered-disk logs).  Mirror tables with a ``userspace`` log need it running.
 asks it over its socket.  The socket: ``--socket``, else ``$DMCTL_LOGD_SOCKET``, else
 ``logd.sock`` in the sim dir.  Several sim dirs (simulated hosts) pointed at one socket
 share one daemon: each host is a node of its cluster (numbered 1, 2, ... in the order
-the daemon first hears from them)."""
+the daemon first hears from them).  As root on a kernel with device-mapper the daemon
+also serves the real kernel over the netlink connector (``--kernel``/``--no-kernel``)."""
 
 import json
 import os
@@ -28,6 +29,14 @@ _sock_opt = click.option("--socket", "sock", metavar="FILE",
                               "else logd.sock in the sim dir).")
 _pid_opt = click.option("--pidfile", metavar="FILE",
                         help="Pid file (default: the socket's name with .pid).")
+_kernel_opt = click.option("--kernel/--no-kernel", default=None,
+                           help="Also serve the real kernel's userspace logs over the "
+                                "netlink connector (default: as root, when this kernel "
+                                "has device-mapper; --kernel fails when it cannot).")
+
+
+def _kernel(flag):
+    return "auto" if flag is None else flag
 
 
 @click.group(help="The userspace dirty-log daemon (cmirrord's clustered-core / "
@@ -44,10 +53,11 @@ def logd():
               "(default: the socket's directory).")
 @click.option("--syslog/--no-syslog", default=None, help="Also log to syslog "
               "(default: when stderr is not a terminal).")
-def start(pidfile, sock, state_dir, syslog):
+@_kernel_opt
+def start(pidfile, sock, state_dir, syslog, kernel):
     from dmctl.logd import client
     try:
-        pid = client.start(_socket(sock), pidfile, state_dir, syslog)
+        pid = client.start(_socket(sock), pidfile, state_dir, syslog, kernel=_kernel(kernel))
     except RuntimeError as e:
         click.echo("dmctl logd: %s" % e, err=True)
         sys.exit(1)
@@ -60,10 +70,11 @@ def start(pidfile, sock, state_dir, syslog):
 @click.option("--state-dir", metavar="DIR")
 @click.option("--syslog/--no-syslog", default=None)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request's trouble in detail.")
-def run(pidfile, sock, state_dir, syslog, verbose):
+@_kernel_opt
+def run(pidfile, sock, state_dir, syslog, verbose, kernel):
     from dmctl.logd import daemon
     daemon.setup_logging(syslog, verbose)
-    sys.exit(daemon.run(_socket(sock), pidfile, state_dir))
+    sys.exit(daemon.run(_socket(sock), pidfile, state_dir, kernel=_kernel(kernel)))
 
 
 @logd.command(help="Stop the daemon (refused while it serves logs, unless --force).")
@@ -109,10 +120,19 @@ def status(sock, as_json, verbose):
         return
     cl = st["cluster"]
     click.echo("# logd: %s" % (", ".join(
-        "%s %s" % (t["type"], t["path"]) for t in st["transports"])))
-    click.echo("# cluster: no corosync, one-node cluster; nodes %s; this node %s" % (
-        " ".join("%d=%s" % (n["id"], n["name"]) for n in cl["nodes"]) or "-",
-        cl["this_node"] if cl["this_node"] is not None else "-"))
+        "%s %s%s" % (t["type"], t["path"], "" if t.get("cap_sys_admin", True)
+                     else " (no CAP_SYS_ADMIN: the kernel drops the replies)")
+        for t in st["transports"])))
+    if cl.get("engine") == "corosync":
+        # members per log uuid (its CPG), as corosync reports them
+        click.echo("# cluster: corosync CPG%s; this node %s; groups %s" % (
+            "" if cl["corosync"] else " (corosync NOT reachable: cluster requests wait)",
+            cl["this_node"], " ".join("%s=%s" % (u, ",".join(map(str, m)))
+                                      for u, m in sorted(cl["groups"].items())) or "-"))
+    else:
+        click.echo("# cluster: no corosync, one-node cluster; nodes %s; this node %s" % (
+            " ".join("%d=%s" % (n["id"], n["name"]) for n in cl["nodes"]) or "-",
+            cl["this_node"] if cl["this_node"] is not None else "-"))
     for l in st["logs"]:
         line = "%s/%d %s %d/%d %s" % (l["uuid"], l["luid"], l["type"], l["sync_count"],
                                       l["region_count"], l["state"])

@@ -17,9 +17,13 @@ def main(argv=None):
     ap.add_argument("--no-syslog", dest="syslog", action="store_false")
     ap.add_argument("--ready-fd", type=int)
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--kernel", choices=("auto", "yes", "no"), default="auto",
+                    help="serve the real kernel's netlink connector (auto: as root, "
+                         "when this kernel has device-mapper)")
     a = ap.parse_args(argv)
     daemon.setup_logging(a.syslog, a.verbose)
-    return daemon.run(a.socket, a.pidfile, a.state_dir, a.ready_fd)
+    kernel = {"auto": "auto", "yes": True, "no": False}[a.kernel]
+    return daemon.run(a.socket, a.pidfile, a.state_dir, a.ready_fd, kernel)
 
 
 if __name__ == "__main__":

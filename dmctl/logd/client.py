@@ -51,9 +51,10 @@ def status(path, node=None):
     return json.loads(body.decode())
 
 
-def start(path, pidfile=None, state_dir=None, syslog=None, timeout=60.0):
+def start(path, pidfile=None, state_dir=None, syslog=None, timeout=60.0, kernel="auto"):
     """Start the daemon in the background; returns its pid once it serves.  Raises
-    RuntimeError with the reason (already running, cannot bind, ...)."""
+    RuntimeError with the reason (already running, cannot bind, ...).  ``kernel``:
+    serve the real kernel too ("auto", True, False: see dmctl.logd.daemon)."""
     pidfile = pidfile or default_pidfile(path)
     state_dir = state_dir or os.path.dirname(os.path.abspath(path))
     try:
@@ -70,6 +71,8 @@ def start(path, pidfile=None, state_dir=None, syslog=None, timeout=60.0):
            "--pidfile", pidfile, "--state-dir", state_dir, "--ready-fd", str(w)]
     if syslog is not None:
         cmd.append("--syslog" if syslog else "--no-syslog")
+    if kernel != "auto":
+        cmd += ["--kernel", "yes" if kernel else "no"]
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

@@ -3,7 +3,10 @@ transports, persistence, pid file, signals and logging, in cmirrord's spirit.
 
 Transports: the Unix socket (``--socket``, mode 0600) that simulated kernels use,
 framed as ``dmctl.formats.ulog`` describes; a peer must be root or the daemon's own
-user (SO_PEERCRED).  The kernel's netlink connector (CN_IDX_DM) is to come (issue 12).
+user (SO_PEERCRED).  The real kernel's netlink connector (CN_IDX_DM,
+``dmctl.logd.connector``): ``kernel="auto"`` serves it when this kernel has
+device-mapper and the daemon may join the group (root), ``True`` requires it, ``False``
+never; the kernel is one more node of the same state machine.
 
 Persistence: ``logd-state.db`` in the state directory, SQLite in WAL mode with
 synchronous=FULL, committed before the reply to every request that may change state, so
@@ -17,7 +20,6 @@ complaint is logged once (then counted), and nothing of it stops the daemon.
 """
 
 import errno
-import fcntl
 import json
 import logging
 import logging.handlers
@@ -32,6 +34,7 @@ import sys
 import time
 
 from dmctl.formats import ulog as W
+from dmctl.logd import pidlock
 from dmctl.logd import state as S
 from dmctl.logd.client import default_pidfile
 from dmctl.errors import DmctlError
@@ -116,8 +119,11 @@ class _Conn:
 
 
 class Daemon:
-    def __init__(self, socket_path, pidfile=None, state_dir=None):
+    def __init__(self, socket_path, pidfile=None, state_dir=None, kernel="auto"):
         self.socket_path = os.path.abspath(socket_path)
+        self.kernel = kernel
+        self.transports = []        # more transports than the Unix socket (the kernel's)
+        self.cluster = None         # dmctl.logd.cluster.Cluster when corosync is reachable
         self.pidfile = os.path.abspath(pidfile or default_pidfile(self.socket_path))
         self.state_dir = os.path.abspath(state_dir or os.path.dirname(self.socket_path))
         self.server = None
@@ -136,15 +142,12 @@ class Daemon:
         os.makedirs(os.path.dirname(self.socket_path), exist_ok=True)
         # the pid file is the lock (cmirrord's lock file): one daemon per socket
         try:
-            fd = os.open(self.pidfile, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = pidlock.acquire(self.pidfile)
         except OSError as e:
             raise StartError("cannot open pid file %s: %s" % (self.pidfile, e.strerror))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+        except pidlock.Locked as e:
             raise StartError("dmctl logd is already running (pid file %s is locked%s)"
-                             % (self.pidfile, _pid_in(self.pidfile)))
+                             % (self.pidfile, ", pid " + e.pid if e.pid else ""))
         self.lockfd = fd
         if _answers(self.socket_path):
             raise StartError("dmctl logd is already running on %s" % self.socket_path)
@@ -169,13 +172,86 @@ class Daemon:
         s.listen(64)
         s.setblocking(False)
         self.listener = s
-        os.ftruncate(fd, 0)
-        os.write(fd, b"%d\n" % os.getpid())
+        pidlock.write_pid(fd)
         self.sel = selectors.DefaultSelector()
         self.sel.register(s, selectors.EVENT_READ, None)
-        log.info("serving on %s (state in %s, %d log(s) to recover, no corosync: "
-                 "one-node cluster)", self.socket_path, self.state_dir,
-                 len(self.server.recovered))
+        self._open_kernel()
+        self._open_cluster()
+        log.info("serving on %s (state in %s, %d log(s) to recover, %s)",
+                 self.socket_path, self.state_dir, len(self.server.recovered),
+                 "corosync CPG, node %d" % self.cluster.nodeid if self.cluster
+                 else "no corosync: one-node cluster")
+
+    def _open_cluster(self):
+        """corosync's CPG when one is reachable in this network namespace
+        (``$DMCTL_LOGD_CLUSTER``: auto, the default; corosync: required; none: never),
+        else the one-node cluster of the hosts that share this daemon."""
+        self.cluster = None
+        want = os.environ.get("DMCTL_LOGD_CLUSTER", "auto")
+        if want == "none":
+            return
+        from dmctl.logd import cluster, cpg
+        try:
+            self.cluster = cluster.Cluster(self)
+        except cpg.CpgError as e:
+            if want == "corosync":
+                self.close()
+                raise StartError("no corosync: %s" % e)
+            log.info("no corosync (%s): one-node cluster", e)
+            return
+        # every host of this daemon is this corosync node
+        for name in self.server.nodes:
+            self.server.nodes[name] = self.cluster.nodeid
+
+    def cpg_register(self, group):
+        self.sel.register(group.fd, selectors.EVENT_READ, group)
+
+    def cpg_unregister(self, group):
+        if self.sel is None:
+            return
+        try:
+            self.sel.unregister(group.fd)
+        except (KeyError, ValueError):
+            pass
+
+    def cpg_reply(self, pending, reply):
+        """The late answer to a request that waited for the cluster."""
+        if self.server.must_persist(pending.msg):
+            self._save()
+        try:
+            pending.conn(reply)
+        except OSError as e:
+            self.complain(("late", type(e).__name__), "cannot send a reply: %s" % e)
+
+    def _open_kernel(self):
+        """The kernel's connector transport, as ``self.kernel`` asks (see the module's
+        docstring); with ``True`` its failure stops the start."""
+        if self.kernel is False or self.kernel in ("no", "never"):
+            return
+        from dmctl.logd import connector
+        if self.kernel == "auto" and not connector.kernel_has_dm():
+            log.info("kernel transport: this kernel has no device-mapper loaded: "
+                     "not serving it")
+            return
+        t = connector.KernelTransport(self)
+        try:
+            t.open()
+        except connector.Unavailable as e:
+            if self.kernel == "auto":
+                log.info("kernel transport: not serving the kernel: %s", e)
+                return
+            self.close()
+            raise StartError("cannot serve the kernel: %s" % e)
+        self.transports.append(t)
+        self.sel.register(t, selectors.EVENT_READ, t)
+
+    def kernel_node(self, name):
+        """The node id of a transport's kernel (persisted: a restart keeps it)."""
+        known = name in self.server.nodes
+        n = self.server.node_id(name)
+        if not known:
+            self._save()
+        return n
 
     def _open_state(self):
         path = os.path.join(self.state_dir, STATE_DB)
@@ -221,7 +297,9 @@ class Daemon:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         try:
             while not self.stopping:
-                events = self.sel.select(timeout=5.0)
+                events = self.sel.select(timeout=1.0 if self.cluster else 5.0)
+                if self.cluster is not None:
+                    self.cluster.tick()
                 if not events and not self._socket_is_ours():
                     log.warning("%s was removed or replaced: exiting", self.socket_path)
                     break
@@ -233,6 +311,8 @@ class Daemon:
                             wake_r.recv(512)
                         except OSError:
                             pass
+                    elif hasattr(key.data, "on_readable"):     # the kernel's transport
+                        key.data.on_readable()
                     else:
                         self._serve_one(key.data)
                     if self.stopping:
@@ -267,6 +347,12 @@ class Daemon:
                     key.data.sock.close()
             self.sel.close()
             self.sel = None
+        for t in self.transports:
+            t.close()
+        self.transports = []
+        if getattr(self, "cluster", None) is not None:
+            self.cluster.close()
+            self.cluster = None
         if self.listener is not None:
             self.listener.close()
             self.listener = None
@@ -279,12 +365,7 @@ class Daemon:
             self.db.close()
             self.db = None
         if self.lockfd is not None:
-            try:
-                if os.stat(self.pidfile).st_ino == os.fstat(self.lockfd).st_ino:
-                    os.unlink(self.pidfile)
-            except OSError:
-                pass
-            os.close(self.lockfd)
+            pidlock.release(self.pidfile, self.lockfd)
             self.lockfd = None
 
     def _accept(self):
@@ -332,6 +413,16 @@ class Daemon:
         if kind == W.HELLO:
             conn.name = body.decode("utf-8", "strict") or "pid-%d" % conn.pid
             known = conn.name in self.server.nodes
+            if self.cluster is not None:
+                # one corosync node: the daemon serves one host (its node id is the
+                # corosync node's); a second host would be taken for the first
+                host = self.cluster.host
+                if host is not None and host != conn.name:
+                    raise ValueError("with corosync this daemon serves one host (%s), "
+                                     "not also %s" % (host, conn.name))
+                self.cluster.host = conn.name
+                known = self.server.nodes.get(conn.name) == self.cluster.nodeid
+                self.server.nodes[conn.name] = self.cluster.nodeid
             conn.node = self.server.node_id(conn.name)
             if not known:
                 self._save()
@@ -344,7 +435,9 @@ class Daemon:
         if conn.node is None:
             raise ValueError("%r before hello" % kind)
         if kind == W.REQUEST:
-            return W.pack_frame(W.REPLY, self.request(conn, body))
+            reply = self.request(conn, body)
+            # None: it crosses the CPG, the reply comes later (cluster.Cluster)
+            return None if reply is None else W.pack_frame(W.REPLY, reply)
         if kind == W.CRASHED:
             n = self.server.node_left(conn.node)
             self._save()
@@ -354,12 +447,32 @@ class Daemon:
     def request(self, conn, msg):
         """One dm_ulog_request of conn's node; the reply is sent only after the state
         it depends on is on disk."""
+        return self.answer(_HostIO(conn), conn.node, msg,
+                           lambda r: conn.sock.sendall(W.pack_frame(W.REPLY, r)))
+
+    def answer(self, host, node, msg, reply_to=None):
+        """One dm_ulog_request (cn_msg onwards) of ``node``, whose log devices ``host``
+        reaches, from any transport -> the reply, once what it depends on is on disk.
+        With corosync, a request that crosses the CPG returns None and is answered
+        later through ``reply_to(reply)`` (None: not answered at all while clustered)."""
         self.requests += 1
         if len(msg) > W.CN_MSG.size + W.ULOG_REQUEST_SIZE:
             self.complain("oversize", "oversize request (%d bytes)" % len(msg))
             return self._error_reply(msg, errno.EINVAL)
         try:
-            reply = self.server.handle(_HostIO(conn), msg, conn.node)
+            if self.cluster is not None:
+                _cn, req, data = W.unpack_request(msg)
+                if req is not None and len(data) == req["data_size"] and \
+                        self.cluster.takes(req):
+                    if reply_to is None:
+                        self.complain("noreply", "a clustered request from a transport "
+                                      "that cannot take a late reply: not answered")
+                        return None
+                    reply = self.cluster.submit(reply_to, host, msg, req, data)
+                    if reply is not None and self.server.must_persist(msg):
+                        self._save()
+                    return reply
+            reply = self.server.handle(host, msg, node)
         except (ValueError, struct.error, UnicodeError) as e:
             self.complain(("bad", type(e).__name__), "malformed request: %s" % e)
             return self._error_reply(msg, errno.EINVAL)
@@ -383,31 +496,29 @@ class Daemon:
         for l in self.server.describe():
             lc = self.server.logs[(l["node"], l["uuid"], l["luid"])]
             l["members"] = [m.node for m in self.server.members(lc)]
+            if self.cluster is not None and l["node"] == self.cluster.nodeid:
+                l["members"] = self.cluster.members_of(l["uuid"]) or l["members"]
+                l["server"] = bool(l["members"]) and l["members"][0] == l["node"] \
+                    and lc.state == S.LOG_RESUMED
             l["this_node"] = l["node"] == me
             logs.append(l)
         return {"pid": os.getpid(), "uptime": round(time.time() - self.started, 1),
                 "requests": self.requests,
-                "transports": [{"type": "unix", "path": self.socket_path}],
-                "cluster": {"engine": None, "corosync": False,
-                            "note": "no corosync: one-node cluster (the simulated hosts "
-                                    "that share this daemon are its nodes)",
-                            "this_node": me,
-                            "nodes": [{"id": n, "name": k} for k, n in
-                                      sorted(self.server.nodes.items(), key=lambda kv: kv[1])]},
+                "transports": [{"type": "unix", "path": self.socket_path}]
+                + [t.describe() for t in self.transports],
+                "cluster": dict({"engine": None, "corosync": False,
+                                 "note": "no corosync: one-node cluster (the simulated "
+                                         "hosts that share this daemon are its nodes)",
+                                 "this_node": me,
+                                 "nodes": [{"id": n, "name": k} for k, n in
+                                           sorted(self.server.nodes.items(),
+                                                  key=lambda kv: kv[1])]},
+                                **(self.cluster.describe() if self.cluster else {})),
                 "logs": logs,
                 "recovered": [{"node": k[0], "uuid": k[1], "luid": k[2]}
                               for k in sorted(self.server.recovered)],
                 "state_dir": self.state_dir,
                 "complaints": {str(k): v for k, v in self.complain.counts.items()}}
-
-
-def _pid_in(path):
-    try:
-        with open(path) as f:
-            pid = f.read().strip()
-        return ", pid %s" % pid if pid else ""
-    except OSError:
-        return ""
 
 
 def _answers(path):
@@ -422,9 +533,9 @@ def _answers(path):
         s.close()
 
 
-def run(socket_path, pidfile=None, state_dir=None, ready_fd=None):
+def run(socket_path, pidfile=None, state_dir=None, ready_fd=None, kernel="auto"):
     """The foreground daemon (``dmctl logd run``); returns the exit status."""
-    d = Daemon(socket_path, pidfile, state_dir)
+    d = Daemon(socket_path, pidfile, state_dir, kernel)
     try:
         d.open()
     except StartError as e:

@@ -553,19 +553,26 @@ class LogServer:
             self._write_disk(host, lc)
 
     def _write_disk(self, host, lc, devno=None):
-        # cmirrord's disk_size: (ceil(region_count / page) + 1) pages; header at 0,
-        # ceil(region_count / 8) bytes of clean bits at 1024, the rest zero
-        data = bytearray(_disk_size(lc.region_count))
-        data[0:16] = F.pack_header(lc.region_count)
-        nb = -(-lc.region_count // 8)
-        data[F.BITS_OFFSET:F.BITS_OFFSET + nb] = lc.clean_bits[:nb]
+        data = disk_image(lc)
         # shared by several hosts, the log device is shared storage: what cmirrord's
         # O_DIRECT write put there outlives the host whose kernel carried it (the
         # simulator's volatile caches are per host, so the write is made FUA)
         err, _ = host.io(devno or lc.devno, WRITE, len(data) >> 9, bytes(data),
-                         W.IO_FUA if len(self.nodes) > 1 else 0)
+                         W.IO_FUA if len(self.nodes) > 1 or
+                         self.__dict__.get("clustered") else 0)
         if err:
             lc.disk_failed = 1
+
+
+def disk_image(lc):
+    """The disk log's bytes for ``lc``: cmirrord's disk_size, (ceil(region_count /
+    page) + 1) pages; header at 0, ceil(region_count / 8) bytes of clean bits at 1024,
+    the rest zero."""
+    data = bytearray(_disk_size(lc.region_count))
+    data[0:16] = F.pack_header(lc.region_count)
+    nb = -(-lc.region_count // 8)
+    data[F.BITS_OFFSET:F.BITS_OFFSET + nb] = lc.clean_bits[:nb]
+    return data
 
 
 def _disk_size(region_count, page=4096):
