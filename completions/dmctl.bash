@@ -164,7 +164,9 @@ _dmctl() {
             elif [ "$nargs" = 1 ]; then COMPREPLY=($(compgen -W "$(_dmctl_devices)" -- "$cur"))
             else COMPREPLY=($(compgen -f -- "$cur")); fi ;;
         sim)
-            if [ "$nargs" = 0 ]; then COMPREPLY=($(compgen -W "crash settle fail heal status dmesg reset" -- "$cur"))
+            if [ "$nargs" = 0 ]; then COMPREPLY=($(compgen -W "crash settle fail heal status dmesg reset export" -- "$cur"))
+            elif [ "$sub" = export ] && [[ $cur == -* ]]; then COMPREPLY=($(compgen -W "--socket --pidfile --readonly" -- "$cur"))
+            elif [ "$sub" = export ] && [ "$nargs" = 1 ]; then COMPREPLY=($(compgen -W "$(_dmctl_devices)" -- "$cur"))
             else COMPREPLY=($(compgen -f -- "$cur")); fi ;;
         era)
             if [ "$nargs" = 0 ]; then COMPREPLY=($(compgen -W "changed-since dump" -- "$cur"))
@@ -176,7 +178,7 @@ _dmctl() {
             else case "$prev" in
                 --socket|--pidfile) COMPREPLY=($(compgen -f -- "$cur")) ;;
                 --state-dir) COMPREPLY=($(compgen -d -- "$cur")) ;;
-                *) COMPREPLY=($(compgen -W "--socket --pidfile --state-dir --syslog --no-syslog --force --json --verbose" -- "$cur")) ;;
+                *) COMPREPLY=($(compgen -W "--socket --pidfile --state-dir --syslog --no-syslog --kernel --no-kernel --force --json --verbose" -- "$cur")) ;;
             esac; fi ;;
         *)
             case " $(echo $_dmctl_dev_cmds) " in

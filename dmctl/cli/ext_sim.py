@@ -102,3 +102,8 @@ def reset(yes):
         click.confirm("Remove all simulator state in %s?" % d, abort=True)
     if os.path.isdir(d):
         shutil.rmtree(d)
+
+
+from dmctl.cli.ext_sim_export import export  # noqa: E402  (dmctl sim export)
+
+sim.add_command(export)

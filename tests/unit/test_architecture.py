@@ -19,7 +19,10 @@ PKG = os.path.join(ROOT, "dmctl")
 BOTTOM = {"dmctl", "dmctl.constants", "dmctl.records", "dmctl.errors", "dmctl.numbers",
           "dmctl.getopt"}
 ALLOWED = {
-    "cli": {"cli", "tools", "libdm", "backend", "sim", "ioctl", "formats", "pdata", "logd"},
+    "cli": {"cli", "tools", "libdm", "backend", "sim", "ioctl", "formats", "pdata", "logd",
+            "export"},
+    "testing": {"testing", "export", "libdm", "backend"},   # the pytest plugin
+    "export": {"export", "libdm", "backend", "sim"},         # dmctl sim export (nbdkit)
     "tools": {"tools", "formats", "pdata"},
     "logd": {"logd", "formats", "pdata"},       # the daemon: sim talks to it over a socket
     "libdm": {"libdm", "backend"},
