@@ -122,7 +122,7 @@ _dmctl() {
     if [[ "$cur" == -* ]]; then
         case "$cmd" in
             io|sim|era|logd)
-                COMPREPLY=($(compgen -W "--help --from --pattern --sectors --offset --fua --preflush --meta --to --bs --fsync-every --seek --seed --reads --writes --flushes --metadata-snapshot --json --xml --logical --yes --force --clear" -- "$cur")) ;;
+                COMPREPLY=($(compgen -W "--help --from --pattern --sectors --offset --fua --preflush --meta --to --bs --fsync-every --seek --quiet --seed --reads --writes --flushes --metadata-snapshot --json --xml --logical --yes --force --clear" -- "$cur")) ;;
             replay-log)
                 COMPREPLY=($(compgen -W "--log --replay --limit --start-entry --start-mark --end-mark --next-flush --next-fua --find --num-entries --no-discard --fsck --check --start-sector --end-sector --verbose --json --no-progress" -- "$cur")) ;;
             *)

@@ -161,23 +161,21 @@ def script(device, script, dst):
 @click.option("--fsync-every", type=click.IntRange(min=0), default=0,
               help="Flush after every N writes (and at the end).")
 @click.option("--seek", type=click.IntRange(min=0), default=0, help="Start sector on the device.")
-def copy(device, src, bs, fsync_every, seek):
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bar (one is drawn on stderr only when it is a terminal).")
+def copy(device, src, bs, fsync_every, seek, quiet):
+    import os
+    from dmctl import progress as _progress
     from dmctl.sim import io as sio
-    progress = None
-    bar = None
-    if sys.stderr.isatty():
-        import os
-        total = os.path.getsize(src)
-        bar = click.progressbar(length=total, label="copying", file=sys.stderr)
-        bar.__enter__()
-        state = {"done": 0}
+    bar = _progress.bar(os.path.getsize(src), "B", "copying", quiet=quiet, unit_scale=True)
 
-        def progress(done, total_):
-            bar.update(done - state["done"])
-            state["done"] = done
-    try:
-        _run(lambda: sio.copy(_mapper(), device, src, bs=bs, fsync_every=fsync_every,
-                              progress=progress, start_sector=seek))
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    def work():
+        try:
+            return sio.copy(_mapper(), device, src, bs=bs, fsync_every=fsync_every,
+                            progress=None if bar is None else (
+                                lambda done, _total: _progress.advance_to(bar, done)),
+                            start_sector=seek)
+        finally:
+            if bar is not None:     # erased before any error is printed
+                bar.close()
+    _run(work)

@@ -28,9 +28,29 @@ def crash(seed):
 
 
 @sim.command(help="Run all pending background work (resync, digestion, logging) to completion.")
-def settle():
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bar (one is drawn on stderr only when it is a terminal).")
+def settle(quiet):
+    from dmctl import progress as _progress
     from dmctl.sim import io as sio
-    n = sio.settle(_mapper())
+    shown = {}
+
+    def progress(steps, regions_left):
+        # regions of mirrors to resync when there are any, else steps of other work
+        b = shown.get("bar")
+        if "bar" not in shown:
+            shown["start"] = regions_left
+            b = shown["bar"] = _progress.bar(regions_left or None,
+                                             "region" if regions_left else "step", "settling")
+        if b is not None:
+            _progress.advance_to(b, shown["start"] - regions_left if shown["start"] else steps)
+
+    on_tty = not quiet and _progress.is_terminal(sys.stderr)
+    try:
+        n = sio.settle(_mapper(), progress=progress if on_tty else None)
+    finally:
+        if shown.get("bar") is not None:
+            shown["bar"].close()
     if n:
         click.echo("%d step(s) of background work done" % n)
 

@@ -727,6 +727,19 @@ class SimEnv:
                 self.idle = idle
                 return total
 
+    def regions_to_resync(self):
+        """Regions the mirrors of the devices with background work have still to
+        recover: nr_regions less the dirty log's sync count (what their status shows)."""
+        left = 0
+        for md in self._work_candidates(self.flagged_devices()):
+            lt = md.get_live()
+            for t in lt.targets if lt is not None else ():
+                log = getattr(t, "log", None)
+                regions = getattr(t, "nr_regions", None)
+                if regions is not None and log is not None:
+                    left += max(0, regions - log.get_sync_count())
+        return left
+
     # -- persistence ----------------------------------------------------------------------
     def save(self):
         db = self.db

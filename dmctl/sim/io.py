@@ -321,9 +321,26 @@ def crash(mapper, seed=None):
     return mapper.run(lambda env: env.power_cut(rng))
 
 
-def settle(mapper):
-    """Run all pending background work to completion; returns the steps done."""
-    return mapper.run(lambda env: env.run_work(None))
+def settle(mapper, progress=None, chunk=64):
+    """Run all pending background work to completion; returns the steps done.
+
+    ``progress(steps, regions_left)``, when given, is called before the work, then after
+    every ``chunk`` steps and at the end: the steps done so far and the regions the
+    mirrors with background work still have to resync (SimEnv.regions_to_resync).
+    The work is the same either way, in one transaction."""
+    if progress is None:
+        return mapper.run(lambda env: env.run_work(None))
+
+    def fn(env):
+        total = 0
+        progress(0, env.regions_to_resync())
+        while True:
+            n = env.run_work(chunk)
+            total += n
+            progress(total, env.regions_to_resync())
+            if n < chunk:           # run_work stopped idle, not at the budget
+                return total
+    return mapper.run(fn)
 
 
 def fail(mapper, path, kinds=("read", "write", "flush"), sectors=None):

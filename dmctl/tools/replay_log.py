@@ -401,46 +401,6 @@ def _parse_number(rp, value, what):
     return v
 
 
-class _Progress:
-    """A one-line progress bar on a terminal's stderr."""
-
-    def __init__(self, stream, total_entries, total_bytes):
-        import time
-        self._time = time.monotonic
-        self.stream = stream
-        self.total_entries = max(total_entries, 1)
-        self.total_bytes = total_bytes
-        self.start = self._time()
-        self.next_draw = self.start + 0.5
-        self.shown = False
-
-    def tick(self, entry, pos_bytes):
-        now = self._time()
-        if now < self.next_draw:
-            return
-        self.next_draw = now + 0.1
-        frac = min(1.0, entry / self.total_entries)
-        width = 30
-        fill = int(frac * width)
-        rate = pos_bytes / max(now - self.start, 1e-6) / (1 << 20)
-        line = "\rreplay-log [%s%s] %3d%% %d/%d entries %.0f MiB/s" % (
-            "#" * fill, "." * (width - fill), int(frac * 100), entry, self.total_entries, rate)
-        self._write(line)
-        self.shown = True
-
-    def clear(self):
-        if self.shown:
-            self._write("\r\033[K")
-            self.shown = False
-
-    def _write(self, text):
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
-
-
 def main(argv, prog=PROG, stdout=None, stderr=None):
     """Run ``replay-log`` with ``argv`` (no program name); returns the exit status."""
     out = sys.stdout if stdout is None else stdout
@@ -456,7 +416,7 @@ def main(argv, prog=PROG, stdout=None, stderr=None):
         code = 141
     finally:
         if rp.progress is not None:
-            rp.progress.clear()
+            rp.progress.close()
         try:
             rp.flush_writes()
         except _Exit:
@@ -582,10 +542,10 @@ def _run(rp, args):
         return 0
 
     if not no_progress:
-        rp.progress = _maybe_progress(rp)
+        rp.progress = _maybe_progress(rp, run_limit)
     ret = _replay(rp, run_limit, stop_flags, end_mark, fsck_command, check_mode, check_number)
     if rp.progress is not None:
-        rp.progress.clear()
+        rp.progress.close()
     try:
         os.fsync(rp.replayfd)
     except OSError as e:
@@ -593,19 +553,25 @@ def _run(rp, args):
     return 1 if ret < 0 else 0
 
 
-def _maybe_progress(rp):
+def _maybe_progress(rp, run_limit):
+    """A progress bar of the entries to replay (dmctl.progress: tqdm, imported only
+    here) when stderr is a terminal and ``-v`` does not print to the same terminal;
+    else None, and nothing is written that the C tool would not write."""
     stream = rp.err_stream
     try:
         if not os.isatty(stream.fileno()):
             return None
         if rp.verbose and not rp.json and os.isatty(rp.out_stream.fileno()):
             return None
-        size = os.fstat(rp.logfd).st_size
     except (AttributeError, OSError, ValueError):
         return None
-    if rp.nr_entries < 2:
+    total = rp.nr_entries - rp.cur_entry
+    if run_limit:
+        total = min(total, run_limit)
+    if total < 2:
         return None
-    return _Progress(stream, rp.nr_entries, size)
+    from dmctl import progress as _progress
+    return _progress.bar(total, "entry", "replay-log", stream=stream)
 
 
 def _log_open(rp, logfile, replayfile):
@@ -975,7 +941,7 @@ def _replay(rp, run_limit, stop_flags, end_mark, fsck_command, check_mode, check
                     flags & stop_flags and _should_stop(hdr, flags, stop_flags, end_mark)):
                 break
             if progress is not None and not num_entries & 1023:
-                progress.tick(num_entries, pos)
+                progress.update(num_entries - progress.n)
         rp.flush_writes()
     except _Exit as e:
         if e.code != -1:

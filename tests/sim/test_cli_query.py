@@ -180,7 +180,7 @@ def test_version_simulated(generic):
 
 # What no query command's start-up may import (issue 13; the kernel path's list, with
 # sqlite3 and the simulator, is tests/unit/test_kernel_backend.py's STARTUP_FORBIDDEN).
-STARTUP_FORBIDDEN = ("re", "enum", "pickle", "datetime", "pathlib", "json", "click",
+STARTUP_FORBIDDEN = ("re", "enum", "pickle", "datetime", "pathlib", "json", "click", "tqdm",
                      "pyudev", "ctypes", "subprocess", "dataclasses", "typing", "tabulate",
                      "importlib", "warnings", "dmctl.libdm.report", "dmctl.libdm.tree")
 # ...except what the simulator's own modules (dmctl/sim) still import today; shrink

@@ -3,8 +3,8 @@
 Top to bottom: ``cli`` and ``tools`` (programs) -> ``libdm`` (libdevmapper's policy, the
 public API's pieces) -> ``backend`` (the Mapper interface: kernel, sim) -> the simulated
 kernel ``sim`` and ``ioctl``, ``formats``, ``pdata``, and the shared bottom modules
-(``constants``, ``records``, ``errors``, ``numbers``, ``getopt``).  Every import counts,
-function-local ones included.
+(``constants``, ``records``, ``errors``, ``numbers``, ``getopt``, ``progress``).  Every
+import counts, function-local ones included.
 """
 
 import ast
@@ -17,7 +17,7 @@ PKG = os.path.join(ROOT, "dmctl")
 
 # what each layer may import (besides itself and the bottom)
 BOTTOM = {"dmctl", "dmctl.constants", "dmctl.records", "dmctl.errors", "dmctl.numbers",
-          "dmctl.getopt"}
+          "dmctl.getopt", "dmctl.progress"}
 ALLOWED = {
     "cli": {"cli", "tools", "libdm", "backend", "sim", "ioctl", "formats", "pdata", "logd",
             "export"},

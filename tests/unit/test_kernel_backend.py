@@ -917,7 +917,7 @@ def test_import_time_pulls_no_heavy_modules():
 # What no query command's start-up may import (issue 13): the kernel path needs no
 # SQLite and no simulator either.  Checked in a `python -S` child (no site, so no
 # editable-install .pth importing re/pathlib first and masking a regression).
-STARTUP_FORBIDDEN = ("re", "enum", "pickle", "datetime", "pathlib", "json", "click",
+STARTUP_FORBIDDEN = ("re", "enum", "pickle", "datetime", "pathlib", "json", "click", "tqdm",
                      "pyudev", "ctypes", "subprocess", "dataclasses", "typing", "sqlite3",
                      "importlib", "warnings", "dmctl.sim", "dmctl.libdm.report",
                      "dmctl.libdm.tree", "dmctl.backend.kmsg", "dmctl.numbers")

@@ -293,14 +293,31 @@ def test_no_progress_bar_when_stderr_is_not_a_tty(tmp_path):
     assert run(["--log", p, "--replay", img]) == (0, "", "")
 
 
-def test_progress_bar_draws_and_clears():
-    buf = io.StringIO()
-    bar = replay_log._Progress(buf, 100, 1 << 20)
-    bar.next_draw = 0
-    bar.tick(50, 1 << 19)
-    assert "\rreplay-log [" in buf.getvalue() and " 50% 50/100 entries" in buf.getvalue()
-    bar.clear()
-    assert buf.getvalue().endswith("\r\033[K")
+def test_progress_bar_draws_and_clears(tmp_path):
+    entries = [(i % 64, 1, 0, bytes([i % 256]) * S) for i in range(3000)]
+    p = tmp_path / "l"
+    p.write_bytes(lw.pack_log(entries))
+    img = image(tmp_path, size=64 * S)
+    master, slave = os.openpty()
+    try:
+        err = open(slave, "w", encoding="utf-8", closefd=True)
+        out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+        assert replay_log.main(["--log", str(p), "--replay", img], stdout=out, stderr=err) == 0
+        err.close()
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(master)
+    assert out.buffer.getvalue() == b""
+    assert b"replay-log:" in drawn and b"/3000" in drawn and b"entry" in drawn, drawn
+    assert drawn.split(b"\r")[-1] == b""      # erased: the cursor is back at column 0
 
 
 # --- replayed bytes against a model ----------------------------------------------------
