@@ -100,3 +100,29 @@ def test_startup_benchmark(tmp_path, compare):
         if compare:
             ratio_line(lines, "dmctl %s, after/before" % cmd, "target <= 1.05x")
     assert any(l.startswith("dmctl's own share") for l in lines) == compare
+
+
+def test_nbd_benchmark(tmp_path):
+    from dmctl.testing.plugin import require
+    require("nbdkit", "nbdcopy")               # fails in CI when missing
+    lines = run_benchmark(tmp_path, "nbd.py", BENCH_NBD_MB="2", BENCH_ROUNDS="2")
+    headers(lines, "NBD export vs dmctl io copy, 2 MiB (median of 2 interleaved rounds)")
+    ratio_line(lines, "1 MiB sequential writes, nbdcopy through the export vs dmctl io copy",
+               "target >= 0.50x")
+    for label in ("nbdcopy through the export", "dmctl io copy",
+                  "dmctl sim export start-up (not in the ratio)"):
+        assert " ms (" in line(lines, "  " + label), label
+
+
+def test_logd_benchmark(tmp_path):
+    lines = run_benchmark(tmp_path, "logd.py", BENCH_LOGD_REQUESTS="50", BENCH_LOGD_WRITES="10",
+                          BENCH_LOGD_CPG="10", BENCH_LOGD_MB="2")
+    headers(lines, "logd: Unix socket", "logd: one-node corosync CPG",
+            "logd: simulated 2-leg mirror")
+    ratio_line(lines, "IN_SYNC requests/s, daemon vs a bare socket echo", "target >= 0.50x")
+    ratio_line(lines, "MARK/CLEAR+FLUSH requests/s incl. the durable write, daemon vs echo",
+               "no target")
+    # measured as root with corosync, else it says why not
+    l = line(lines, "CPG marks/clears/s incl. the durable write vs raw CPG messages/s")
+    assert l.endswith("target >= 0.50x") and ("CPU time" in l or "not measured: " in l), l
+    ratio_line(lines, "1 MiB writes, userspace-log mirror vs core log", "target >= 0.30x")
