@@ -186,6 +186,37 @@ def dd_write(name, seek_kib, count, seed, bs=64):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=BASE_ENV)
 
 
+def dd_loop(name, count, seed, stop, progress, bs=64):
+    """dd of the same data over the device again and again (O_DIRECT) until the file
+    ``stop`` exists; one line is appended to ``progress`` per completed pass, and the
+    loop ends at dd's first failure.  A writer that is sure to be writing when the
+    daemon is killed, however fast the machine is."""
+    src = "/tmp/logd-dd-%d.bin" % seed
+    with open(src, "wb") as f:
+        f.write(random.Random(seed).randbytes(bs * 1024 * count))
+    script = ('set -e; while [ ! -e "$1" ]; do '
+              'dd if="$3" of="$4" bs=%dk count=%d oflag=direct status=none; '
+              'echo pass >> "$2"; done' % (bs, count))
+    return subprocess.Popen(["sh", "-c", script, "sh", stop, progress, src,
+                             "/dev/mapper/" + name],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=BASE_ENV)
+
+
+def passes(progress):
+    try:
+        with open(progress) as f:
+            return len(f.read().split())
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for(cond, what, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.1)
+
+
 def dd_wait(p, timeout=300):
     out, err = p.communicate(timeout=timeout)
     assert p.returncode == 0, err.decode(errors="replace")
@@ -227,12 +258,20 @@ def test_clustered_core_resync_io_kill_restart(daemon, legs):
 
     # kill -9 under I/O, then a restart: the kernel reconnects and the write completes
     before = _dmesg().count("Reconnected to userspace log server")
-    p = dd_write(name, 0, 64, 13)             # the whole 4 MiB, 6 requests per write
-    time.sleep(1.0)
-    assert p.poll() is None, "the writer ended before the daemon was killed"
-    daemon.kill9()
-    time.sleep(0.5)
+    stop, progress = "/tmp/logd-dd-stop", "/tmp/logd-dd-progress"
+    for f in (stop, progress):
+        if os.path.exists(f):
+            os.unlink(f)
+    p = dd_loop(name, 64, 13, stop, progress)  # the whole 4 MiB, 6 requests per write
+    wait_for(lambda: passes(progress) >= 1 or p.poll() is not None, "a first pass")
+    assert p.poll() is None, p.stderr.read().decode(errors="replace")
+    n = passes(progress)
+    daemon.kill9()                            # the writer is writing: its next requests
+    time.sleep(0.5)                           # find no server for a while
     daemon.start()
+    wait_for(lambda: passes(progress) >= n + 2 or p.poll() is not None,
+             "passes after the restart", timeout=600)
+    open(stop, "w").close()
     dd_wait(p, timeout=600)
     after = _dmesg().count("Reconnected to userspace log server")
     assert after > before, _dmesg_tail()
