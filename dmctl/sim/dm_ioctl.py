@@ -21,7 +21,6 @@ from dmctl.records import DevId, DeviceEntry, DeviceInfo, TargetLine, TargetVers
 from dmctl.errors import DmError, TargetError
 from dmctl.numbers import kernel_sscanf_us
 from dmctl.sim.core import WORK_PER_COMMAND, SimDevice, SimEnv
-from dmctl.sim.store import Store
 
 DRIVER_VERSION = (4, 47, 0)
 DEFAULT_READ_AHEAD = 256
@@ -41,9 +40,19 @@ class SimKernel:
     as a ``Mapper``."""
 
     def __init__(self, sim_dir=None):
-        self.store = Store(sim_dir)
+        self._sim_dir = sim_dir
+        self._store = None
         self.env = None
         self._batch_depth = 0
+
+    @property
+    def store(self):
+        """The state store, opened on first use: a call that needs no state (the driver
+        version) neither imports sqlite3 nor opens the database."""
+        if self._store is None:
+            from dmctl.sim.store import Store
+            self._store = Store(self._sim_dir)
+        return self._store
 
     # -- transactions ---------------------------------------------------------------
     def _begin(self):
@@ -146,7 +155,8 @@ class SimKernel:
         return _Batch()
 
     def close(self):
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
 
     # -- helpers ----------------------------------------------------------------------
     def _find(self, env, dev, op):
